@@ -1,0 +1,42 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import { isEventStoreError, type EventStoreErrorKind, type Logger } from "../domain";
+
+export const ERROR_DOMAIN = "eventstore.v1";
+
+const CODES: Record<EventStoreErrorKind, Code> = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  WRONG_EXPECTED_REVISION: Code.Aborted,
+  STREAM_NOT_FOUND: Code.NotFound,
+  STREAM_DELETED: Code.NotFound,
+  STREAM_TOMBSTONED: Code.FailedPrecondition,
+  DUPLICATE_EVENT_ID: Code.AlreadyExists,
+  LIMIT_EXCEEDED: Code.ResourceExhausted,
+  UNAVAILABLE: Code.Unavailable,
+  INTERNAL: Code.Internal,
+};
+
+/**
+ * The one place where failures become gRPC statuses: a store error keeps its message and facts
+ * (as a google.rpc.ErrorInfo); anything else is logged and answered as a bare INTERNAL, so no
+ * SQL text or stack trace reaches a client.
+ */
+export function toConnectError(e: unknown, log: Logger): ConnectError {
+  if (e instanceof ConnectError) return e;
+  if (isEventStoreError(e)) {
+    if (e.kind === "INTERNAL" || e.kind === "UNAVAILABLE") {
+      log.warn(e.message, { kind: e.kind, cause: describe(e.cause) });
+    }
+    return new ConnectError(e.message, CODES[e.kind], undefined, [
+      { desc: ErrorInfoSchema, value: { reason: e.kind, domain: ERROR_DOMAIN, metadata: e.facts } },
+    ]);
+  }
+  log.error("unexpected error", { cause: describe(e) });
+  return new ConnectError("Internal error", Code.Internal, undefined, [
+    { desc: ErrorInfoSchema, value: { reason: "INTERNAL", domain: ERROR_DOMAIN, metadata: {} } },
+  ]);
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}

@@ -1,0 +1,155 @@
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { EventStoreService } from "../../gen/eventstore/v1/eventstore_pb";
+import { invalidArgument, validateAppends, validateStreamName, type Limits, type Logger, type RecordedEvent } from "../domain";
+import type { EventStore } from "../store";
+import { toConnectError } from "./connect-error";
+import { fromAppendResult, fromRecordedEvent, fromStreamInfo } from "./domain-to-proto";
+import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStreamAppend } from "./proto-to-domain";
+
+export interface EventStoreServiceOptions {
+  store: EventStore;
+  limits: Limits;
+  log: Logger;
+  /** Aborted when the server shuts down: open streams then end with UNAVAILABLE. */
+  shutdown: AbortSignal;
+  /** Most event bytes in one streamed response message (a message holds at least one event). */
+  messageBytes?: number;
+}
+
+const DEFAULT_MESSAGE_BYTES = 1024 * 1024;
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+
+/** Serves eventstore.v1.EventStoreService on the store: proto in, domain calls, proto out. */
+export function registerEventStoreService(router: ConnectRouter, options: EventStoreServiceOptions): void {
+  const { store, limits, log, shutdown } = options;
+  const messageBytes = options.messageBytes ?? DEFAULT_MESSAGE_BYTES;
+
+  async function unary<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      throw toConnectError(e, log);
+    }
+  }
+
+  /** Streams event pages as messages of at most `messageBytes`, until done, cancelled or shut down. */
+  async function* stream<T>(
+    ctx: HandlerContext,
+    pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>,
+    asJson: boolean,
+    wrap: (events: ReturnType<typeof fromRecordedEvent>[]) => T,
+  ): AsyncGenerator<T> {
+    const signal = AbortSignal.any([ctx.signal, shutdown]);
+    try {
+      for await (const page of pages(signal)) {
+        let batch: ReturnType<typeof fromRecordedEvent>[] = [];
+        let bytes = 0;
+        for (const e of page) {
+          if (batch.length > 0 && bytes + e.data.byteLength > messageBytes) {
+            yield wrap(batch);
+            batch = [];
+            bytes = 0;
+          }
+          batch.push(fromRecordedEvent(e, asJson));
+          bytes += e.data.byteLength + 128;
+        }
+        if (batch.length > 0) yield wrap(batch);
+        if (shutdown.aborted) break;
+      }
+    } catch (e) {
+      throw toConnectError(e, log);
+    }
+    if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
+  }
+
+  router.service(EventStoreService, {
+    append: (req) =>
+      unary(async () => {
+        const append = toStreamAppend(req);
+        validateAppends([append], limits, false);
+        const [result] = await store.append([append]);
+        return fromAppendResult(result);
+      }),
+
+    multiStreamAppend: (req) =>
+      unary(async () => {
+        const appends = req.appends.map((a, i) => toStreamAppend(a, `appends[${i}].`));
+        validateAppends(appends, limits, true);
+        const results = await store.append(appends);
+        return { results: results.map(fromAppendResult) };
+      }),
+
+    async *readStream(req, ctx) {
+      let asJson = false;
+      let pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>;
+      try {
+        validateStreamName(req.stream);
+        asJson = toJsonEncoding(req.dataEncoding);
+        const opts = { direction: toDirection(req.direction), fromRevision: req.fromRevision, limit: toLimit(req.limit) };
+        pages = (signal) => store.readStream(req.stream, opts, signal);
+      } catch (e) {
+        throw toConnectError(e, log);
+      }
+      yield* stream(ctx, pages, asJson, (events) => ({ events }));
+    },
+
+    async *readAll(req, ctx) {
+      let asJson = false;
+      let pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>;
+      try {
+        asJson = toJsonEncoding(req.dataEncoding);
+        const opts = {
+          direction: toDirection(req.direction),
+          fromPosition: req.fromPosition,
+          limit: toLimit(req.limit),
+          filter: toFilter(req.filter),
+        };
+        pages = (signal) => store.readAll(opts, signal);
+      } catch (e) {
+        throw toConnectError(e, log);
+      }
+      yield* stream(ctx, pages, asJson, (events) => ({ events }));
+    },
+
+    listStreams: (req) =>
+      unary(async () => {
+        if (req.pageSize < 0) throw invalidArgument("page_size", `must not be negative (got ${req.pageSize})`);
+        const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
+        const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
+        const page = await store.listStreams({ prefix: req.prefix, pageSize, after, includeDeleted: req.includeDeleted });
+        return {
+          streams: page.streams.map(fromStreamInfo),
+          nextPageToken: page.last === undefined ? "" : encodePageToken(page.last, req.prefix),
+        };
+      }),
+
+    getStream: (req) => unary(async () => ({ stream: fromStreamInfo(await store.getStream(req.stream)) })),
+
+    deleteStream: (req) =>
+      unary(async () => ({
+        stream: fromStreamInfo(await store.deleteStream(req.stream, toExpectedRevision(req.expected), "soft")),
+      })),
+
+    tombstoneStream: (req) =>
+      unary(async () => ({
+        stream: fromStreamInfo(await store.deleteStream(req.stream, toExpectedRevision(req.expected), "tombstone")),
+      })),
+  });
+}
+
+// Page tokens are opaque to clients; they carry the prefix so a token cannot be replayed
+// against another listing.
+function encodePageToken(last: string, prefix: string): string {
+  return Buffer.from(JSON.stringify({ v: 1, last, prefix })).toString("base64url");
+}
+
+function decodePageToken(token: string, prefix: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { v?: number; last?: unknown; prefix?: unknown };
+    if (parsed.v === 1 && typeof parsed.last === "string" && parsed.prefix === prefix) return parsed.last;
+  } catch {
+    // fall through
+  }
+  throw invalidArgument("page_token", "not a page token of this listing");
+}

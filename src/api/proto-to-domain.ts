@@ -1,0 +1,182 @@
+import { toJson } from "@bufbuild/protobuf";
+import { timestampDate, ValueSchema, type Timestamp, type Value } from "@bufbuild/protobuf/wkt";
+import {
+  DataEncoding,
+  Direction as ProtoDirection,
+  EventProperty as ProtoProperty,
+  ExpectedState,
+  Operator as ProtoOperator,
+  type AppendRequest,
+  type Filter,
+  type Matcher as ProtoMatcher,
+  type ProposedEvent as ProtoProposedEvent,
+} from "../../gen/eventstore/v1/eventstore_pb";
+import {
+  invalidArgument,
+  JSON_CONTENT_TYPE,
+  newEventId,
+  parseEventId,
+  type EventFilter,
+  type EventProperty,
+  type ExpectedRevision,
+  type JsonValue,
+  type Matcher,
+  type Operator,
+  type ProposedEvent,
+  type StreamAppend,
+} from "../domain";
+import type { Direction } from "../store";
+
+// Requests are checked here only for what the wire allows and the domain cannot see (unknown
+// enum numbers, negative counts); the domain rules themselves run in the store.
+
+export function toStreamAppend(req: AppendRequest, at = ""): StreamAppend {
+  return {
+    stream: req.stream,
+    expected: toExpectedRevision(req.expected, at),
+    events: req.events.map((e, i) => toProposedEvent(e, `${at}events[${i}]`)),
+  };
+}
+
+export function toExpectedRevision(expected: AppendRequest["expected"], at = ""): ExpectedRevision {
+  switch (expected.case) {
+    case undefined:
+      return "any";
+    case "expectedRevision":
+      return expected.value;
+    case "expectedState": {
+      const state: number = expected.value;
+      switch (state) {
+        case ExpectedState.UNSPECIFIED:
+        case ExpectedState.ANY:
+          return "any";
+        case ExpectedState.NO_STREAM:
+          return "no_stream";
+        case ExpectedState.STREAM_EXISTS:
+          return "stream_exists";
+      }
+      throw unknownEnum(`${at}expected_state`, state);
+    }
+  }
+}
+
+function toProposedEvent(e: ProtoProposedEvent, field: string): ProposedEvent {
+  let data: Uint8Array;
+  let contentType = e.contentType || JSON_CONTENT_TYPE;
+  switch (e.payload.case) {
+    case "data":
+      data = e.payload.value;
+      break;
+    case "json":
+      data = Buffer.from(JSON.stringify(toJson(ValueSchema, e.payload.value)));
+      contentType = e.contentType || JSON_CONTENT_TYPE;
+      break;
+    default:
+      data = new Uint8Array(0);
+  }
+  return {
+    id: e.id === "" ? newEventId() : parseEventId(e.id, `${field}.id`),
+    type: e.type,
+    contentType,
+    data,
+    metadata: e.metadata ?? {},
+  };
+}
+
+export function toDirection(d: ProtoDirection, field = "direction"): Direction {
+  switch (d) {
+    case ProtoDirection.UNSPECIFIED:
+    case ProtoDirection.FORWARDS:
+      return "forwards";
+    case ProtoDirection.BACKWARDS:
+      return "backwards";
+  }
+  throw unknownEnum(field, d as number);
+}
+
+export function toJsonEncoding(e: DataEncoding, field = "data_encoding"): boolean {
+  switch (e) {
+    case DataEncoding.UNSPECIFIED:
+    case DataEncoding.BYTES:
+      return false;
+    case DataEncoding.JSON:
+      return true;
+  }
+  throw unknownEnum(field, e as number);
+}
+
+/** A read limit: 0 means none; negative is an error. */
+export function toLimit(limit: bigint, field = "limit"): bigint {
+  if (limit < 0n) throw invalidArgument(field, `must not be negative (got ${limit})`);
+  return limit;
+}
+
+export function toFilter(f: Filter | undefined, field = "filter"): EventFilter {
+  if (!f) return { eventTypes: [], matchers: [] };
+  return {
+    eventTypes: f.eventTypes,
+    streamPrefix: f.streams.case === "streamPrefix" ? f.streams.value : undefined,
+    category: f.streams.case === "category" ? f.streams.value : undefined,
+    storedFrom: toDate(f.storedFrom),
+    storedBefore: toDate(f.storedBefore),
+    matchers: f.matchers.map((m, i) => toMatcher(m, `${field}.matchers[${i}]`)),
+  };
+}
+
+function toDate(t: Timestamp | undefined): Date | undefined {
+  return t ? timestampDate(t) : undefined;
+}
+
+const OPERATORS: Partial<Record<ProtoOperator, Operator>> = {
+  [ProtoOperator.EQ]: "eq",
+  [ProtoOperator.NE]: "ne",
+  [ProtoOperator.GT]: "gt",
+  [ProtoOperator.GTE]: "gte",
+  [ProtoOperator.LT]: "lt",
+  [ProtoOperator.LTE]: "lte",
+  [ProtoOperator.IN]: "in",
+  [ProtoOperator.NOT_IN]: "not_in",
+  [ProtoOperator.REGEX]: "regex",
+};
+
+const PROPERTIES: Partial<Record<ProtoProperty, EventProperty>> = {
+  [ProtoProperty.TYPE]: "type",
+  [ProtoProperty.ID]: "id",
+  [ProtoProperty.STORED_AT]: "stored_at",
+  [ProtoProperty.STREAM]: "stream",
+};
+
+function toMatcher(m: ProtoMatcher, field: string): Matcher {
+  const operator = OPERATORS[m.operator];
+  if (!operator) {
+    if (m.operator === ProtoOperator.UNSPECIFIED) throw invalidArgument(`${field}.operator`, "an operator is required");
+    throw unknownEnum(`${field}.operator`, m.operator);
+  }
+  let matcherField: Matcher["field"];
+  if (m.field.case === "metadataKey") {
+    matcherField = { metadataKey: m.field.value };
+  } else if (m.field.case === "property") {
+    const property = PROPERTIES[m.field.value];
+    if (!property) {
+      if (m.field.value === ProtoProperty.UNSPECIFIED) throw invalidArgument(`${field}.property`, "a property is required");
+      throw unknownEnum(`${field}.property`, m.field.value);
+    }
+    matcherField = { property };
+  } else {
+    throw invalidArgument(`${field}.field`, "a matcher needs a metadata_key or a property");
+  }
+  return {
+    field: matcherField,
+    operator,
+    value: m.value ? json(m.value) : undefined,
+    values: m.values.map(json),
+  };
+}
+
+function json(v: Value): JsonValue {
+  return toJson(ValueSchema, v) as JsonValue;
+}
+
+function unknownEnum(field: string, value: number) {
+  return invalidArgument(field, `unknown enum value ${value}`);
+}

@@ -1,0 +1,40 @@
+/**
+ * The closed set of failures the store can report. Each carries the facts a client needs; the
+ * API layer maps the kind to a gRPC code and an ErrorInfo reason, and nothing else crosses.
+ */
+export type EventStoreErrorKind =
+  | "INVALID_ARGUMENT"
+  | "WRONG_EXPECTED_REVISION"
+  | "STREAM_NOT_FOUND"
+  | "STREAM_DELETED"
+  | "STREAM_TOMBSTONED"
+  | "DUPLICATE_EVENT_ID"
+  | "LIMIT_EXCEEDED"
+  | "UNAVAILABLE"
+  | "INTERNAL";
+
+export class EventStoreError extends Error {
+  override readonly name = "EventStoreError";
+
+  constructor(
+    readonly kind: EventStoreErrorKind,
+    message: string,
+    /** Facts for the client (ErrorInfo metadata): field names, revisions, limits. */
+    readonly facts: Record<string, string> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function invalidArgument(field: string, message: string, facts: Record<string, string> = {}) {
+  return new EventStoreError("INVALID_ARGUMENT", `${field}: ${message}`, { field, ...facts });
+}
+
+export function limitExceeded(field: string, limit: string, value: string, message: string) {
+  return new EventStoreError("LIMIT_EXCEEDED", `${field}: ${message}`, { field, limit, value });
+}
+
+export function isEventStoreError(e: unknown): e is EventStoreError {
+  return e instanceof EventStoreError;
+}

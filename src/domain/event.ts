@@ -1,0 +1,24 @@
+/** An event a writer proposes: the store assigns its stream, revision, position and time. */
+export interface ProposedEvent {
+  id: string;
+  type: string;
+  contentType: string;
+  data: Uint8Array;
+  /** A JSON object, kept as JSON text. */
+  metadata: Record<string, unknown>;
+}
+
+/** An event as stored. */
+export interface RecordedEvent {
+  id: string;
+  type: string;
+  contentType: string;
+  data: Uint8Array;
+  metadata: Record<string, unknown>;
+  stream: string;
+  revision: bigint;
+  position: bigint;
+  storedAt: Date;
+}
+
+export const JSON_CONTENT_TYPE = "application/json";

@@ -1,0 +1,80 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
+import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
+import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
+import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
+import { registerEventStoreService } from "../api/event-store-service";
+import { registerReflectionService } from "../api/reflection-service";
+import { isEventStoreError, type Logger } from "../domain";
+import { openStore, type EventStore } from "../store";
+import type { Config } from "./config";
+import { listen, type RequestHandler } from "./listen";
+
+export interface RunningServer {
+  port: number;
+  store: EventStore;
+  /** Graceful stop: refuse new calls, end open streams with UNAVAILABLE, let in-flight appends finish. */
+  stop(): Promise<void>;
+}
+
+const SERVICE = "eventstore.v1.EventStoreService";
+
+/** Opens the store (waiting for the database if it is not up yet), then serves every API on one port. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const store = await openStoreWhenReady(config, log);
+  const shutdown = new AbortController();
+  const health = createHealthState();
+  const handler = connectNodeAdapter({
+    routes(router) {
+      registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal });
+      registerHealthService(router, health, shutdown.signal);
+      registerReflectionService(router, [
+        file_eventstore_v1_eventstore,
+        file_grpc_health_v1_health,
+        file_grpc_reflection_v1_reflection,
+        file_grpc_reflection_v1alpha_reflection,
+      ]);
+    },
+    // Refuse oversized requests before buffering them: the append limit, plus room for base64
+    // in Connect JSON and for the envelope.
+    readMaxBytes: Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024,
+  }) as RequestHandler;
+  const listener = await listen(handler, { host: config.host, port: config.port, tls: config.tls });
+  health.set("", ServingStatus.SERVING);
+  health.set(SERVICE, ServingStatus.SERVING);
+  log.info("ready", {
+    address: `${config.tls ? "https" : "http"}://${config.host}:${listener.port}`,
+    port: listener.port,
+    store: config.location.kind === "postgres" ? "postgres" : `embedded (${config.location.dataDir})`,
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port: listener.port,
+    store,
+    stop() {
+      stopping ??= (async () => {
+        health.set("", ServingStatus.NOT_SERVING);
+        health.set(SERVICE, ServingStatus.NOT_SERVING);
+        shutdown.abort();
+        await listener.close(config.shutdownGraceMs);
+        await store.close();
+        log.info("stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function openStoreWhenReady(config: Config, log: Logger): Promise<EventStore> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openStore({ location: config.location, limits: config.limits });
+    } catch (e) {
+      if (!isEventStoreError(e) || e.kind !== "UNAVAILABLE") throw e;
+      log.warn("database unavailable; retrying", { attempt, cause: e.cause instanceof Error ? e.cause.message : String(e.cause) });
+      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+    }
+  }
+}

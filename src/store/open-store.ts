@@ -1,0 +1,47 @@
+import { DEFAULT_LIMITS, type Limits } from "../domain";
+import type { EventStore } from "./event-store";
+import { startEmbeddedDatabase } from "./embedded-database";
+import { createPostgresStore, migrateStore } from "./postgres/create-postgres-store";
+import { connect } from "./postgres/sql";
+
+export type StoreLocation =
+  /** A PostgreSQL server: the production mode, shareable by several servers. */
+  | { kind: "postgres"; url: string; poolSize?: number }
+  /** PGlite in this process, durable in a data directory, or in memory. */
+  | { kind: "embedded"; dataDir: string | "memory" };
+
+export interface OpenStoreOptions {
+  location: StoreLocation;
+  limits?: Limits;
+  /** Apply pending migrations first (the default). */
+  migrate?: boolean;
+}
+
+/** Opens the store where the configuration says, migrated and ready. */
+export async function openStore(options: OpenStoreOptions): Promise<EventStore> {
+  const { location } = options;
+  if (location.kind === "postgres") {
+    const sql = connect({ url: location.url, max: location.poolSize });
+    if (options.migrate !== false) await migrateOrClose(sql);
+    return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS });
+  }
+  const db = await startEmbeddedDatabase(location.dataDir);
+  const sql = connect({ path: db.socketPath, max: 1 });
+  try {
+    if (options.migrate !== false) await migrateStore(sql);
+  } catch (e) {
+    await sql.end({ timeout: 1 });
+    await db.stop();
+    throw e;
+  }
+  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, onClose: () => db.stop() });
+}
+
+async function migrateOrClose(sql: ReturnType<typeof connect>) {
+  try {
+    await migrateStore(sql);
+  } catch (e) {
+    await sql.end({ timeout: 1 });
+    throw e;
+  }
+}

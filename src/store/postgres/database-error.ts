@@ -1,0 +1,75 @@
+import { EventStoreError, formatRevision, expectedRevisionFromSql, invalidArgument } from "../../domain";
+
+// Failures that mean "the database is not reachable right now"; the client may retry.
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
+  "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT",
+  "57P01", "57P02", "57P03", "53300", "40001", "40P01",
+]);
+
+interface PgError {
+  code?: string;
+  detail?: string;
+  constraint_name?: string;
+}
+
+/**
+ * Translates a database failure into the store's closed set of errors: the one place where
+ * SQLSTATEs and constraint names become domain facts. The original error stays as the cause,
+ * for logs; its text never reaches a client.
+ */
+export function toEventStoreError(e: unknown): EventStoreError {
+  if (e instanceof EventStoreError) return e;
+  const err = (e ?? {}) as PgError;
+  const code = String(err.code ?? "");
+  const facts = parseDetail(err.detail);
+  switch (code) {
+    case "ES001": {
+      const expected = formatRevision(expectedRevisionFromSql(BigInt(facts.expected)));
+      const actual = facts.actual === "-1" ? "none" : facts.actual;
+      return new EventStoreError(
+        "WRONG_EXPECTED_REVISION",
+        `Wrong expected revision: ${expected} (stream ${facts.stream}, actual ${actual})`,
+        { stream: facts.stream, expected_revision: expected, actual_revision: actual },
+        { cause: e },
+      );
+    }
+    case "ES002":
+      return new EventStoreError("STREAM_TOMBSTONED", `Stream ${facts.stream} is tombstoned`, { stream: facts.stream }, { cause: e });
+    case "ES003":
+      return duplicateEventId(facts.stream, facts.event_id, e);
+    case "ES005":
+      return new EventStoreError("STREAM_NOT_FOUND", `Stream ${facts.stream} not found`, { stream: facts.stream }, { cause: e });
+    case "23505":
+      if (err.constraint_name === "events_id_key") return duplicateEventId(undefined, undefined, e);
+      break;
+    case "2201B":
+      return invalidArgument("filter.matchers", "invalid regular expression");
+  }
+  if (CONNECTION_CODES.has(code) || code.startsWith("08")) {
+    return new EventStoreError("UNAVAILABLE", "The database is unavailable; retry later", {}, { cause: e });
+  }
+  return new EventStoreError("INTERNAL", "Internal error", {}, { cause: e });
+}
+
+function duplicateEventId(stream: string | undefined, id: string | undefined, cause: unknown) {
+  const facts: Record<string, string> = {};
+  if (stream) facts.stream = stream;
+  if (id) facts.event_id = id;
+  return new EventStoreError(
+    "DUPLICATE_EVENT_ID",
+    `Event id ${id ?? ""} is already stored elsewhere`.replace("  ", " "),
+    facts,
+    { cause },
+  );
+}
+
+function parseDetail(detail: string | undefined): Record<string, string> {
+  if (!detail) return {};
+  try {
+    const parsed = JSON.parse(detail) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
+  } catch {
+    return {};
+  }
+}

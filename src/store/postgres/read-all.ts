@@ -1,0 +1,41 @@
+import type { RecordedEvent } from "../../domain";
+import type { ReadAllOptions } from "../event-store";
+import { eventColumns, nextPageSize, toRecordedEvent, type EventRow } from "./event-row";
+import { filterSql } from "./filter-sql";
+import type { PageSettings } from "./read-stream";
+import type { Sql } from "./sql";
+
+/**
+ * Reads the log in keyset pages on position, filtered in SQL. Positions commit in order (see
+ * the log head migration), so paging by position alone never skips an event committed later.
+ */
+export async function* readAll(
+  sql: Sql,
+  options: ReadAllOptions,
+  page: PageSettings,
+  signal?: AbortSignal,
+): AsyncGenerator<RecordedEvent[]> {
+  const forwards = options.direction === "forwards";
+  const where = filterSql(sql, options.filter);
+  let remaining = options.limit && options.limit > 0n ? options.limit : -1n;
+  let from = options.fromPosition ?? (forwards ? 0n : (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position);
+  let size = Math.min(100, page.maxPageRows);
+  while (remaining !== 0n && !signal?.aborted) {
+    const take = remaining > 0n && remaining < BigInt(size) ? Number(remaining) : size;
+    const rows = forwards
+      ? await sql<EventRow[]>`
+          select ${eventColumns(sql)} from eventstore.events e
+           where e.position >= ${from} and ${where} order by e.position asc limit ${take}`
+      : await sql<EventRow[]>`
+          select ${eventColumns(sql)} from eventstore.events e
+           where e.position <= ${from} and ${where} order by e.position desc limit ${take}`;
+    if (rows.length === 0) return;
+    yield rows.map(toRecordedEvent);
+    if (remaining > 0n) remaining -= BigInt(rows.length);
+    if (rows.length < take) return;
+    const last = rows[rows.length - 1].position;
+    from = forwards ? last + 1n : last - 1n;
+    if (from < 1n) return;
+    size = nextPageSize(rows, page.pageBytes, page.maxPageRows);
+  }
+}

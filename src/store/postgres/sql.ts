@@ -1,0 +1,30 @@
+import postgres from "postgres";
+
+/** A postgres.js connection (or transaction) whose int8 values are bigints. */
+export type Sql = postgres.Sql<{ bigint: bigint }>;
+
+export interface ConnectOptions {
+  /** A postgres:// URL. */
+  url?: string;
+  /** A Unix socket path (the embedded server). */
+  path?: string;
+  /** Pool size. */
+  max?: number;
+}
+
+export function connect(options: ConnectOptions): Sql {
+  const settings = {
+    max: options.max ?? 10,
+    // Fail fast when the database is down: the caller answers UNAVAILABLE and the pool
+    // reconnects on the next query once it is back.
+    connect_timeout: 5,
+    idle_timeout: 60,
+    onnotice: () => {},
+    types: { bigint: postgres.BigInt },
+    connection: { application_name: "eventstore" },
+  };
+  const sql = options.path
+    ? postgres({ ...settings, path: options.path, database: "postgres", username: "postgres" })
+    : postgres(options.url ?? "", settings);
+  return sql as unknown as Sql;
+}

@@ -1,0 +1,23 @@
+import { DEFAULT_LIMITS, silentLogger, type Limits } from "../../src/domain";
+import type { StoreLocation } from "../../src/store";
+import { loadConfig } from "../../src/server/config";
+import { startServer, type RunningServer } from "../../src/server/start-server";
+
+export interface TestServer extends RunningServer {
+  /** http://127.0.0.1:PORT */
+  url: string;
+}
+
+/** The real server, in this process, on a free port. */
+export async function startTestServer(location: StoreLocation, limits: Partial<Limits> = {}): Promise<TestServer> {
+  const config = {
+    ...loadConfig([], {}),
+    host: "127.0.0.1",
+    port: 0,
+    location,
+    limits: { ...DEFAULT_LIMITS, ...limits },
+    shutdownGraceMs: 2000,
+  };
+  const server = await startServer(config, silentLogger);
+  return Object.assign(server, { url: `http://127.0.0.1:${server.port}` });
+}

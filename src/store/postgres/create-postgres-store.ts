@@ -33,6 +33,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
       throw toEventStoreError(e);
     }
   };
+  // Validation runs inside the guard, so that bad input surfaces where the caller awaits.
   async function* guardIterable<T>(source: () => AsyncIterable<T>): AsyncGenerator<T> {
     try {
       yield* source();
@@ -41,27 +42,32 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     }
   }
   return {
-    append: (appends) => {
-      validateAppends(appends, limits);
-      return guard(() => append(sql, appends));
-    },
-    readStream: (stream, opts, signal) => {
-      validateStreamName(stream);
-      return guardIterable(() => readStream(sql, stream, opts, page, signal));
-    },
-    readAll: (opts, signal) => {
-      validateFilter(opts.filter, limits);
-      return guardIterable(() => readAll(sql, opts, page, signal));
-    },
+    append: (appends) =>
+      guard(() => {
+        validateAppends(appends, limits);
+        return append(sql, appends);
+      }),
+    readStream: (stream, opts, signal) =>
+      guardIterable(() => {
+        validateStreamName(stream);
+        return readStream(sql, stream, opts, page, signal);
+      }),
+    readAll: (opts, signal) =>
+      guardIterable(() => {
+        validateFilter(opts.filter, limits);
+        return readAll(sql, opts, page, signal);
+      }),
     listStreams: (opts) => guard(() => listStreams(sql, opts)),
-    getStream: (stream) => {
-      validateStreamName(stream);
-      return guard(() => getStream(sql, stream));
-    },
-    deleteStream: (stream, expected, mode) => {
-      validateStreamName(stream);
-      return guard(() => deleteStream(sql, stream, expected, mode));
-    },
+    getStream: (stream) =>
+      guard(() => {
+        validateStreamName(stream);
+        return getStream(sql, stream);
+      }),
+    deleteStream: (stream, expected, mode) =>
+      guard(() => {
+        validateStreamName(stream);
+        return deleteStream(sql, stream, expected, mode);
+      }),
     ping: () => guard(async () => void (await sql`select 1`)),
     close: async () => {
       await sql.end({ timeout: 5 });

@@ -23,8 +23,8 @@ export function filterSql(sql: Sql, filter: EventFilter): Fragment {
 
 function metadataCondition(sql: Sql, key: string, m: Matcher): Fragment {
   const field = sql`(e.metadata -> ${key}::text)`;
-  const json = (v: JsonValue | undefined) => sql`${JSON.stringify(v ?? null)}::jsonb`;
-  const values = () => sql`(select jsonb_array_elements(${JSON.stringify(m.values ?? [])}::jsonb))`;
+  const json = (v: JsonValue | undefined) => sql`${JSON.stringify(v ?? null)}::text::jsonb`;
+  const values = () => sql`(select jsonb_array_elements(${JSON.stringify(m.values ?? [])}::text::jsonb))`;
   switch (m.operator) {
     case "eq":
       return sql`${field} = ${json(m.value)}`;
@@ -59,8 +59,8 @@ function propertyCondition(sql: Sql, m: Matcher): Fragment {
   const value = (v: JsonValue | undefined) => (isTime ? sql`${String(v)}::timestamptz` : sql`${String(v)}::text collate "C"`);
   const values = () =>
     isTime
-      ? sql`(select v::timestamptz from jsonb_array_elements_text(${JSON.stringify(m.values ?? [])}::jsonb) v)`
-      : sql`(select v collate "C" from jsonb_array_elements_text(${JSON.stringify(m.values ?? [])}::jsonb) v)`;
+      ? sql`(select v::timestamptz from jsonb_array_elements_text(${JSON.stringify(m.values ?? [])}::text::jsonb) v)`
+      : sql`(select v collate "C" from jsonb_array_elements_text(${JSON.stringify(m.values ?? [])}::text::jsonb) v)`;
   switch (m.operator) {
     case "eq":
       return sql`${field} = ${value(m.value)}`;

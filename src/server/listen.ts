@@ -21,6 +21,7 @@ export interface Listener {
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+const SNIFF_TIMEOUT_MS = 10_000;
 
 /**
  * Serves one handler on one port. Without TLS, HTTP/2 (gRPC, h2c) and HTTP/1.1 (Connect JSON
@@ -47,7 +48,12 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
     ? h2
     : createNetServer((socket) => {
         track(socket);
+        // A peer that resets during the sniff must not become an uncaught error; one that
+        // connects and says nothing is dropped.
+        socket.on("error", () => socket.destroy());
+        socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
         socket.once("readable", () => {
+          socket.setTimeout(0);
           const head = socket.read(Math.min(socket.readableLength, HTTP2_PREFACE.length)) as Buffer | null;
           if (head === null) return void socket.destroy();
           socket.unshift(head);

@@ -1,6 +1,6 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { EventStoreService, Operator, type AppendRequest } from "../../gen/eventstore/v1/eventstore_pb";
+import { DataEncoding, Direction, EventStoreService, ExpectedState, Operator, type AppendRequest } from "../../gen/eventstore/v1/eventstore_pb";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AppendRequestSchema } from "../../gen/eventstore/v1/eventstore_pb";
@@ -50,7 +50,7 @@ describe("bad appends are refused with the field named, and write nothing", () =
     ["an empty event type", { stream: "ok-1", events: [event(), event({ type: "" })] }, Code.InvalidArgument, "INVALID_ARGUMENT", "events[1].type"],
     ["a malformed event id", { stream: "ok-1", events: [event({ id: "not-a-uuid" })] }, Code.InvalidArgument, "INVALID_ARGUMENT", "events[0].id"],
     ["no events", { stream: "ok-1", events: [] }, Code.InvalidArgument, "INVALID_ARGUMENT", "events"],
-    ["an unknown expected state", { stream: "ok-1", expected: { case: "expectedState", value: 42 }, events: [event()] }, Code.InvalidArgument, "INVALID_ARGUMENT", "expected_state"],
+    ["an unknown expected state", { stream: "ok-1", expected: { case: "expectedState", value: 42 as ExpectedState }, events: [event()] }, Code.InvalidArgument, "INVALID_ARGUMENT", "expected_state"],
     ["an oversized event", { stream: "ok-1", events: [event({ payload: { case: "data", value: new Uint8Array(1001) } })] }, Code.ResourceExhausted, "LIMIT_EXCEEDED", "events[0]"],
     ["too many events", { stream: "ok-1", events: [event(), event(), event(), event(), event(), event()] }, Code.ResourceExhausted, "LIMIT_EXCEEDED", "events"],
     ["too many bytes in one append", { stream: "ok-1", events: [1, 2, 3, 4].map(() => event({ payload: { case: "data", value: new Uint8Array(900) } })) }, Code.ResourceExhausted, "LIMIT_EXCEEDED", "events"],
@@ -83,10 +83,10 @@ describe("bad reads are refused with the field named", () => {
   };
   it.each([
     ["a negative limit", () => drain(client.readStream({ stream: "existing-1", limit: -1n })), "limit"],
-    ["an unknown direction", () => drain(client.readStream({ stream: "existing-1", direction: 9 })), "direction"],
-    ["an unknown data encoding", () => drain(client.readAll({ dataEncoding: 7 })), "data_encoding"],
+    ["an unknown direction", () => drain(client.readStream({ stream: "existing-1", direction: 9 as Direction })), "direction"],
+    ["an unknown data encoding", () => drain(client.readAll({ dataEncoding: 7 as DataEncoding })), "data_encoding"],
     ["an invalid regex", () => drain(client.readAll({ filter: { matchers: [{ field: { case: "metadataKey", value: "k" }, operator: Operator.REGEX, value: { kind: { case: "stringValue", value: "([" } } }] } })), "filter.matchers[0].value"],
-    ["an unknown operator", () => drain(client.readAll({ filter: { matchers: [{ field: { case: "metadataKey", value: "k" }, operator: 99, value: { kind: { case: "numberValue", value: 1 } } }] } })), "filter.matchers[0].operator"],
+    ["an unknown operator", () => drain(client.readAll({ filter: { matchers: [{ field: { case: "metadataKey", value: "k" }, operator: 99 as Operator, value: { kind: { case: "numberValue", value: 1 } } }] } })), "filter.matchers[0].operator"],
     ["a matcher without a field", () => drain(client.readAll({ filter: { matchers: [{ operator: Operator.EQ, value: { kind: { case: "numberValue", value: 1 } } }] } })), "filter.matchers[0].field"],
     ["a negative page size", () => client.listStreams({ pageSize: -1 }), "page_size"],
     ["a forged page token", () => client.listStreams({ pageToken: "bm9wZQ" }), "page_token"],

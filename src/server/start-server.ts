@@ -9,6 +9,7 @@ import { registerReflectionService } from "../api/reflection-service";
 import { isEventStoreError, type Logger } from "../domain";
 import { openStore, type EventStore } from "../store";
 import type { Config } from "./config";
+import { withSpecGrpcMessage } from "./grpc-message-encoding";
 import { listen, type RequestHandler } from "./listen";
 
 export interface RunningServer {
@@ -40,7 +41,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // in Connect JSON and for the envelope.
     readMaxBytes: Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024,
   }) as RequestHandler;
-  const listener = await listen(handler, { host: config.host, port: config.port, tls: config.tls });
+  const listener = await listen(withSpecGrpcMessage(handler), { host: config.host, port: config.port, tls: config.tls });
   health.set("", ServingStatus.SERVING);
   health.set(SERVICE, ServingStatus.SERVING);
   log.info("ready", {

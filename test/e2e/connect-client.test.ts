@@ -65,6 +65,7 @@ describe.each(transports)("a Connect-ES client, %s", (name, transport) => {
       .then(() => undefined, (e: unknown) => ConnectError.from(e));
     if (!err) throw new Error("expected the append to be refused");
     expect(err.code).toBe(Code.Aborted);
+    expect(err.rawMessage).toBe(`Wrong expected revision: 0 (stream ${stream}, actual 1)`);
     const [info] = err.findDetails(ErrorInfoSchema);
     expect(info.reason).toBe("WRONG_EXPECTED_REVISION");
     expect(info.metadata).toMatchObject({ expected_revision: "0", actual_revision: "1" });

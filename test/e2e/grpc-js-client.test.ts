@@ -62,11 +62,18 @@ describe("the canonical gRPC client (@grpc/grpc-js + proto-loader)", () => {
       events: [{ type: "Late", json: { nullValue: "NULL_VALUE" } }],
     }).catch((e) => e);
     expect(err.code).toBe(Status.ABORTED);
+    expect(err.details).toBe("Wrong expected revision: 7 (stream account-1, actual 1)");
     expect(errorInfo(err)).toMatchObject({
       reason: "WRONG_EXPECTED_REVISION",
       domain: "eventstore.v1",
       metadata: { stream: "account-1", expected_revision: "7", actual_revision: "1" },
     });
+  });
+
+  it("reads error messages as sent, whatever their characters", async () => {
+    const err: ServiceError = await unary(client, "GetStream", { stream: "konto-ü/100%, ok?" }).catch((e) => e);
+    expect(err.code).toBe(Status.NOT_FOUND);
+    expect(err.details).toBe("Stream konto-ü/100%, ok? not found");
   });
 
   it("appends to several streams atomically", async () => {

@@ -1,0 +1,47 @@
+import type { RequestHandler } from "./listen";
+
+type Headers = Record<string, string | string[] | number | undefined>;
+
+/**
+ * Re-encodes the grpc-message header the way the gRPC spec says: percent-encode only bytes
+ * outside 0x20..0x7E, and '%'. connect-es encodes it with encodeURIComponent, which also
+ * escapes ':' ',' '/' and friends; grpc-js decodes with decodeURI, which leaves those escaped,
+ * so its users read "Wrong expected revision%3A 7". The spec's encoding decodes cleanly in
+ * every client.
+ */
+export function withSpecGrpcMessage(handler: RequestHandler): RequestHandler {
+  return (req, res) => {
+    const writeHead = res.writeHead;
+    const addTrailers = res.addTrailers;
+    res.writeHead = function (this: typeof res, status: number, ...rest: unknown[]) {
+      const last = rest[rest.length - 1];
+      if (last && typeof last === "object" && !Array.isArray(last)) fix(last as Headers);
+      return (writeHead as (...a: unknown[]) => typeof res).call(this, status, ...rest);
+    } as typeof res.writeHead;
+    res.addTrailers = function (this: typeof res, headers: Headers) {
+      fix(headers);
+      return (addTrailers as (h: Headers) => void).call(this, headers);
+    } as typeof res.addTrailers;
+    handler(req, res);
+  };
+}
+
+function fix(headers: Headers): void {
+  const message = headers["grpc-message"];
+  if (typeof message !== "string") return;
+  let text: string;
+  try {
+    text = decodeURIComponent(message);
+  } catch {
+    return;
+  }
+  headers["grpc-message"] = encodeGrpcMessage(text);
+}
+
+export function encodeGrpcMessage(text: string): string {
+  let out = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}

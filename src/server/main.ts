@@ -2,7 +2,7 @@
 import { openStore } from "../store";
 import { ConfigError, loadConfig, usage } from "./config";
 import { createLogger } from "./logger";
-import { startServer } from "./start-server";
+import { startServer, StartCancelled } from "./start-server";
 
 async function main(): Promise<number> {
   let config;
@@ -24,24 +24,46 @@ async function main(): Promise<number> {
     log.info("migrated");
     return 0;
   }
-  const server = await startServer(config, log);
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: string) => {
-      log.info("shutting down", { signal });
-      process.once("SIGINT", () => process.exit(130));
-      process.once("SIGTERM", () => process.exit(143));
-      void server.stop().then(resolve);
-    };
-    process.once("SIGINT", () => onSignal("SIGINT"));
-    process.once("SIGTERM", () => onSignal("SIGTERM"));
-  });
+
+  // Signals are handled from the start: a stop while waiting for the database is a clean exit.
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(signal === "SIGINT" ? 130 : 143);
+    log.info("shutting down", { signal });
+    stop.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  let server;
+  try {
+    server = await startServer(config, log, stop.signal);
+  } catch (e) {
+    if (e instanceof StartCancelled) {
+      log.info("stopped");
+      return 0;
+    }
+    throw e;
+  }
+  if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
+  await server.stop();
   return 0;
+}
+
+/** The error and its causes: stderr is the operator's, so it gets the whole story. */
+function describe(e: unknown): string {
+  const parts: string[] = [];
+  for (let cause: unknown = e, depth = 0; cause !== undefined && depth < 5; depth++) {
+    parts.push(cause instanceof Error ? cause.message : String(cause));
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return parts.join(": caused by: ");
 }
 
 main().then(
   (code) => process.exit(code),
   (e) => {
-    process.stderr.write(`eventstore: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`eventstore: ${describe(e)}\n`);
     process.exit(1);
   },
 );

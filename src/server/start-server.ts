@@ -22,8 +22,8 @@ export interface RunningServer {
 const SERVICE = "eventstore.v1.EventStoreService";
 
 /** Opens the store (waiting for the database if it is not up yet), then serves every API on one port. */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const store = await openStoreWhenReady(config, log);
+export async function startServer(config: Config, log: Logger, cancel?: AbortSignal): Promise<RunningServer> {
+  const store = await openStoreWhenReady(config, log, cancel);
   const shutdown = new AbortController();
   const health = createHealthState();
   const handler = connectNodeAdapter({
@@ -68,14 +68,27 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
 }
 
-async function openStoreWhenReady(config: Config, log: Logger): Promise<EventStore> {
+/** Startup was cancelled (a signal) while waiting for the database. */
+export class StartCancelled extends Error {}
+
+async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSignal): Promise<EventStore> {
   for (let attempt = 1; ; attempt++) {
+    if (cancel?.aborted) throw new StartCancelled("start cancelled");
     try {
       return await openStore({ location: config.location, limits: config.limits });
     } catch (e) {
-      if (!isEventStoreError(e) || e.kind !== "UNAVAILABLE") throw e;
+      // A locked data directory will not free itself by waiting.
+      if (!isEventStoreError(e) || e.kind !== "UNAVAILABLE" || config.location.kind === "embedded") throw e;
       log.warn("database unavailable; retrying", { attempt, cause: e.cause instanceof Error ? e.cause.message : String(e.cause) });
-      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(5000, 250 * attempt));
+        cancel?.addEventListener("abort", done, { once: true });
+        function done() {
+          clearTimeout(timer);
+          cancel?.removeEventListener("abort", done);
+          resolve();
+        }
+      });
     }
   }
 }

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { lockDataDir } from "./data-dir-lock";
 
 export interface EmbeddedDatabase {
   /** The Unix socket postgres.js connects to. */
@@ -16,8 +17,18 @@ export interface EmbeddedDatabase {
  * PGlite runs one query at a time: one connection is all it can use.
  */
 export async function startEmbeddedDatabase(dataDir: string | "memory"): Promise<EmbeddedDatabase> {
-  if (dataDir !== "memory") mkdirSync(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir === "memory" ? undefined : dataDir);
+  let unlock = () => {};
+  if (dataDir !== "memory") {
+    mkdirSync(dataDir, { recursive: true });
+    unlock = lockDataDir(dataDir);
+  }
+  let db: PGlite;
+  try {
+    db = await PGlite.create(dataDir === "memory" ? undefined : dataDir);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
   const socketDir = mkdtempSync(join(tmpdir(), "eventstore-"));
   const socketPath = join(socketDir, ".s.PGSQL.5432");
   const server = new PGLiteSocketServer({ db, path: socketPath, maxConnections: 4 });
@@ -28,6 +39,7 @@ export async function startEmbeddedDatabase(dataDir: string | "memory"): Promise
       await server.stop();
       await db.close();
       rmSync(socketDir, { recursive: true, force: true });
+      unlock();
     },
   };
 }

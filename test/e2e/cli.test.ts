@@ -8,6 +8,8 @@ import postgres from "postgres";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 
+import { withDatabase } from "../support/postgres-url";
+
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
 const MIGRATION_VERSIONS = readdirSync(join(__dirname, "../../src/store/postgres/migrations"))
   .filter((f) => /^\d{4}_.+\.sql$/.test(f))
@@ -250,6 +252,20 @@ describe("eventstore serve", () => {
     expect(await stop(p)).toEqual({ code: 0, signal: null });
     expect(p.logs.filter((l) => l.msg === "ready")).toHaveLength(1);
     for (const line of p.stdout().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+  });
+
+  test("a stop while it waits for an unreachable database is a clean exit", async () => {
+    const closed = await freePort();
+    const p = cli(["serve"], { DATABASE_URL: `postgres://postgres@127.0.0.1:${closed}/postgres`, PORT: "0", HOST: "127.0.0.1" });
+    await p.waitForLog("database unavailable; retrying");
+    expect(await stop(p)).toEqual({ code: 0, signal: null });
+    expect(p.logs.map((l) => l.msg).slice(-2)).toEqual(["shutting down", "stopped"]);
+  });
+
+  test("a failing migrate tells the operator the cause", async () => {
+    const p = cli(["migrate"], { DATABASE_URL: withDatabase(db.url, "no_such_database_here") });
+    expect((await p.exited).code).toBe(1);
+    expect(p.stderr()).toMatch(/caused by: .*no_such_database_here/);
   });
 
   test("no command means serve", async () => {

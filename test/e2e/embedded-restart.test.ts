@@ -221,3 +221,20 @@ test("an acknowledged append survives the process being killed (SIGKILL) and the
     await stopGracefully(second);
   }
 });
+
+test("a second server on a data directory in use refuses to start, and the first keeps serving", async () => {
+  const dir = join(scratch, "shared");
+  const first = await startEmbedded(dir);
+  const second = await startEmbedded(dir).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  expect(second?.message).toMatch(/exited with 1 before ready[\s\S]*data directory .* is in use by process \d+/);
+  const [r] = [await grpcClient(first.port).append({ stream: "lock-1", events: [{ type: "Kept" }] })];
+  expect(r.positions).toHaveLength(1);
+  await stopGracefully(first);
+  // Its lock is released on stop, so the directory opens again.
+  const third = await startEmbedded(dir);
+  expect((await readStream(grpcClient(third.port), "lock-1")).map((e) => e.type)).toEqual(["Kept"]);
+  await stopGracefully(third);
+}, 90_000);

@@ -1,8 +1,18 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { EventStoreService } from "../../gen/eventstore/v1/eventstore_pb";
-import { invalidArgument, validateAppends, validateStreamName, type Limits, type Logger, type RecordedEvent } from "../domain";
+import {
+  invalidArgument,
+  validateAppends,
+  validateStreamName,
+  validateSubscriptionName,
+  type Limits,
+  type Logger,
+  type RecordedEvent,
+} from "../domain";
 import type { EventStore } from "../store";
 import { toConnectError } from "./connect-error";
+import type { createSubscribeHandler } from "./subscribe-handler";
 import { fromAppendResult, fromRecordedEvent, fromStreamInfo } from "./domain-to-proto";
 import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStreamAppend } from "./proto-to-domain";
 
@@ -14,6 +24,8 @@ export interface EventStoreServiceOptions {
   shutdown: AbortSignal;
   /** Most event bytes in one streamed response message (a message holds at least one event). */
   messageBytes?: number;
+  /** Serves Subscribe (see subscribe-handler.ts). */
+  subscribe: ReturnType<typeof createSubscribeHandler>;
 }
 
 const DEFAULT_MESSAGE_BYTES = 1024 * 1024;
@@ -135,6 +147,22 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       unary(async () => ({
         stream: fromStreamInfo(await store.deleteStream(req.stream, toExpectedRevision(req.expected), "tombstone")),
       })),
+
+    subscribe: options.subscribe,
+
+    commitCheckpoint: (req) =>
+      unary(async () => {
+        validateSubscriptionName(req.subscriptionName);
+        await store.commitCheckpoint(req.subscriptionName, req.position);
+        return {};
+      }),
+
+    getCheckpoint: (req) =>
+      unary(async () => {
+        validateSubscriptionName(req.subscriptionName);
+        const checkpoint = await store.getCheckpoint(req.subscriptionName);
+        return checkpoint ? { position: checkpoint.position, committedAt: timestampFromDate(checkpoint.committedAt) } : {};
+      }),
   });
 }
 

@@ -7,3 +7,5 @@ export * from "./limits";
 export * from "./filter";
 export * from "./append-validation";
 export * from "./logger";
+export * from "./event-matcher";
+export * from "./consumer-group";

@@ -22,3 +22,14 @@ export function categoryOf(stream: string): string {
   const dash = stream.indexOf("-");
   return dash < 0 ? stream : stream.slice(0, dash);
 }
+
+export const MAX_SUBSCRIPTION_NAME_LENGTH = 256;
+
+/** Subscription names follow the stream-name rules: 1..256 characters, no control characters. */
+export function validateSubscriptionName(name: string, field = "subscription_name"): string {
+  if (name.length === 0) throw invalidArgument(field, "a subscription name must not be empty");
+  if ([...name].length > MAX_SUBSCRIPTION_NAME_LENGTH || CONTROL.test(name)) {
+    throw invalidArgument(field, `a subscription name is 1..${MAX_SUBSCRIPTION_NAME_LENGTH} characters without control characters`);
+  }
+  return name;
+}

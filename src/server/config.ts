@@ -14,6 +14,15 @@ export interface Config {
   logLevel: LogLevel;
   /** How long in-flight calls get to finish on shutdown. */
   shutdownGraceMs: number;
+  subscriptions: {
+    heartbeatMs: number;
+    checkpointIntervalMs: number;
+    pollIntervalMs: number;
+    bufferEvents: number;
+    bufferBytes: number;
+  };
+  /** Interval of HTTP/2 pings that find dead peers; 0: none. */
+  pingIntervalMs: number;
 }
 
 /** Every setting: its flag, its environment variable, its default, and what it means. */
@@ -32,6 +41,12 @@ const SETTINGS = {
   "max-append-bytes": { env: "MAX_APPEND_BYTES", default: String(DEFAULT_LIMITS.maxAppendBytes), help: "most bytes of data + metadata in one append request" },
   "max-append-streams": { env: "MAX_APPEND_STREAMS", default: String(DEFAULT_LIMITS.maxAppendStreams), help: "most streams in one multi-stream append" },
   "max-event-type-length": { env: "MAX_EVENT_TYPE_LENGTH", default: String(DEFAULT_LIMITS.maxEventTypeLength), help: "most characters in an event type" },
+  "heartbeat-interval-ms": { env: "HEARTBEAT_INTERVAL_MS", default: "10000", help: "subscription heartbeat while idle (per-call override allowed)" },
+  "checkpoint-interval-ms": { env: "CHECKPOINT_INTERVAL_MS", default: "1000", help: "least time between subscription checkpoints when no event is sent" },
+  "poll-interval-ms": { env: "POLL_INTERVAL_MS", default: "1000", help: "slow poll of the log that covers lost notifications" },
+  "subscriber-buffer-events": { env: "SUBSCRIBER_BUFFER_EVENTS", default: "10000", help: "live events buffered per subscriber before it falls behind" },
+  "subscriber-buffer-bytes": { env: "SUBSCRIBER_BUFFER_BYTES", default: String(16 * 1024 * 1024), help: "live event bytes buffered per subscriber before it falls behind" },
+  "ping-interval-ms": { env: "PING_INTERVAL_MS", default: "30000", help: "HTTP/2 ping interval to find dead peers (0: off)" },
   "max-filter-terms": { env: "MAX_FILTER_TERMS", default: String(DEFAULT_LIMITS.maxFilterTerms), help: "most types, matchers and values in one filter" },
 } as const;
 
@@ -102,6 +117,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     },
     logLevel: logLevel as LogLevel,
     shutdownGraceMs: int("shutdown-grace-ms", 0),
+    subscriptions: {
+      heartbeatMs: int("heartbeat-interval-ms", 100, 3_600_000),
+      checkpointIntervalMs: int("checkpoint-interval-ms", 10),
+      pollIntervalMs: int("poll-interval-ms", 10),
+      bufferEvents: int("subscriber-buffer-events", 1),
+      bufferBytes: int("subscriber-buffer-bytes", 1),
+    },
+    pingIntervalMs: int("ping-interval-ms", 0),
   };
 }
 

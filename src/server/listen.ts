@@ -12,6 +12,11 @@ export interface ListenOptions {
   port: number;
   /** PEM certificate and key: serve TLS, with HTTP/2 and HTTP/1.1 negotiated by ALPN. */
   tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Ping every HTTP/2 connection this often; one whose previous ping is still unanswered is
+   * dead and is closed, which ends its calls and frees its subscriptions. 0: no pings.
+   */
+  pingIntervalMs?: number;
 }
 
 export interface Listener {
@@ -36,7 +41,11 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
     : createHttp2Server({}, handler);
   h2.on("session", (s) => {
     sessions.add(s);
-    s.once("close", () => sessions.delete(s));
+    const pinger = options.pingIntervalMs ? keepPinging(s, options.pingIntervalMs) : undefined;
+    s.once("close", () => {
+      sessions.delete(s);
+      if (pinger) clearInterval(pinger);
+    });
   });
   const h1 = createHttp1Server(handler as (req: IncomingMessage, res: ServerResponse) => void);
   const track = (socket: Socket) => {
@@ -86,4 +95,25 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
       clearTimeout(timer);
     },
   };
+}
+
+function keepPinging(session: Http2Session, intervalMs: number): NodeJS.Timeout {
+  let unanswered = false;
+  const timer = setInterval(() => {
+    if (unanswered) {
+      session.destroy();
+      return;
+    }
+    if (session.closed || session.destroyed) return;
+    unanswered = true;
+    try {
+      session.ping((err) => {
+        if (!err) unanswered = false;
+      });
+    } catch {
+      // Too many pings in flight or the session is closing: the next tick decides.
+    }
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }

@@ -6,6 +6,8 @@ import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflecti
 import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
 import { registerEventStoreService } from "../api/event-store-service";
 import { registerReflectionService } from "../api/reflection-service";
+import { createSubscribeHandler } from "../api/subscribe-handler";
+import { createLiveFeed } from "../subscriptions";
 import { isEventStoreError, type Logger } from "../domain";
 import { openStore, type EventStore } from "../store";
 import type { Config } from "./config";
@@ -26,9 +28,24 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const store = await openStoreWhenReady(config, log, cancel);
   const shutdown = new AbortController();
   const health = createHealthState();
+  const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000 });
+  await feed.start();
+  const subscribe = createSubscribeHandler({
+    settings: {
+      store,
+      feed,
+      queue: { maxEvents: config.subscriptions.bufferEvents, maxBytes: config.subscriptions.bufferBytes },
+      pageSize: 500,
+      checkpointIntervalMs: config.subscriptions.checkpointIntervalMs,
+    },
+    limits: config.limits,
+    log,
+    shutdown: shutdown.signal,
+    defaultHeartbeatMs: config.subscriptions.heartbeatMs,
+  });
   const handler = connectNodeAdapter({
     routes(router) {
-      registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal });
+      registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe });
       registerHealthService(router, health, shutdown.signal);
       registerReflectionService(router, [
         file_eventstore_v1_eventstore,
@@ -41,7 +58,12 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     // in Connect JSON and for the envelope.
     readMaxBytes: Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024,
   }) as RequestHandler;
-  const listener = await listen(withSpecGrpcMessage(handler), { host: config.host, port: config.port, tls: config.tls });
+  const listener = await listen(withSpecGrpcMessage(handler), {
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    pingIntervalMs: config.pingIntervalMs,
+  });
   health.set("", ServingStatus.SERVING);
   health.set(SERVICE, ServingStatus.SERVING);
   log.info("ready", {
@@ -60,6 +82,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
         health.set(SERVICE, ServingStatus.NOT_SERVING);
         shutdown.abort();
         await listener.close(config.shutdownGraceMs);
+        await feed.stop();
         await store.close();
         log.info("stopped");
       })();

@@ -51,6 +51,38 @@ export interface ListStreamsOptions {
   includeDeleted: boolean;
 }
 
+/** What a catch-up read or a subscription selects. */
+export interface Selection {
+  /** One stream only. */
+  stream?: string;
+  /** Only revisions after this one (with `stream`). */
+  afterRevision?: bigint;
+  filter: EventFilter;
+}
+
+/** One page of a catch-up read. */
+export interface CatchUpPage {
+  /** The selected events, in log order. */
+  events: RecordedEvent[];
+  /** The log was scanned up to this position: nothing selected at or below it is missing. */
+  reached: bigint;
+  /** True when the scan reached the head of the log as it was when the page was read. */
+  end: boolean;
+}
+
+export interface Checkpoint {
+  position: bigint;
+  committedAt: Date;
+}
+
+/** Wake-ups for live delivery. */
+export interface CommitWatcher {
+  /** After a commit, by this process or (through NOTIFY) any server: the last position written. */
+  onCommit(position: bigint): void;
+  /** After every (re)connection of the notification channel: notifications may have been lost. */
+  onConnected(): void;
+}
+
 export interface StreamPage {
   streams: StreamInfo[];
   /** The last name of this page when more may follow. */
@@ -69,6 +101,16 @@ export interface EventStore {
   listStreams(options: ListStreamsOptions): Promise<StreamPage>;
   getStream(stream: string): Promise<StreamInfo>;
   deleteStream(stream: string, expected: ExpectedRevision, mode: "soft" | "tombstone"): Promise<StreamInfo>;
+  /** Selected events after `after`, in log order: one keyset page of at most `limit` rows scanned. */
+  readAfter(selection: Selection, after: bigint, limit: number): Promise<CatchUpPage>;
+  /** The last committed position (0 for an empty log). */
+  head(): Promise<bigint>;
+  /** The global position of a stream's event at a revision, if it exists. */
+  positionOf(stream: string, revision: bigint): Promise<bigint | undefined>;
+  commitCheckpoint(name: string, position: bigint): Promise<void>;
+  getCheckpoint(name: string): Promise<Checkpoint | undefined>;
+  /** Starts calling `watcher` on commits; resolves with a function that stops it. */
+  watch(watcher: CommitWatcher): Promise<() => Promise<void>>;
   /** Resolves when the database answers; throws UNAVAILABLE otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -23,7 +23,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
   if (location.kind === "postgres") {
     const sql = connect({ url: location.url, max: location.poolSize });
     if (options.migrate !== false) await migrateOrClose(sql);
-    return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS });
+    return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, notifications: true });
   }
   const db = await startEmbeddedDatabase(location.dataDir);
   const sql = connect({ path: db.socketPath, max: 1 });
@@ -34,7 +34,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
     await db.stop();
     throw e;
   }
-  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, onClose: () => db.stop() });
+  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, notifications: false, onClose: () => db.stop() });
 }
 
 async function migrateOrClose(sql: ReturnType<typeof connect>) {

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file eventstore/v1/eventstore.proto.
  */
 export const file_eventstore_v1_eventstore: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ldmVudHN0b3JlL3YxL2V2ZW50c3RvcmUucHJvdG8SDWV2ZW50c3RvcmUudjEirQEKDVByb3Bvc2VkRXZlbnQSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDgoEZGF0YRgEIAEoDEgAEiYKBGpzb24YBSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHcGF5bG9hZCKQAgoNUmVjb3JkZWRFdmVudBIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIOCgRkYXRhGAQgASgMSAASJgoEanNvbhgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdHJlYW0YByABKAkSEAoIcmV2aXNpb24YCCABKAQSEAoIcG9zaXRpb24YCSABKAQSLQoJc3RvcmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIJCgdwYXlsb2FkIq4BCg1BcHBlbmRSZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIsCgZldmVudHMYAiADKAsyHC5ldmVudHN0b3JlLnYxLlByb3Bvc2VkRXZlbnQSNgoOZXhwZWN0ZWRfc3RhdGUYAyABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgEIAEoBEgAQgoKCGV4cGVjdGVkIooBCg5BcHBlbmRSZXNwb25zZRIOCgZzdHJlYW0YASABKAkSEAoIcmV2aXNpb24YAiABKAQSEQoJcG9zaXRpb25zGAMgAygEEhEKCWV2ZW50X2lkcxgEIAMoCRIwCgxjb21taXR0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkkKGE11bHRpU3RyZWFtQXBwZW5kUmVxdWVzdBItCgdhcHBlbmRzGAEgAygLMhwuZXZlbnRzdG9yZS52MS5BcHBlbmRSZXF1ZXN0IksKGU11bHRpU3RyZWFtQXBwZW5kUmVzcG9uc2USLgoHcmVzdWx0cxgBIAMoCzIdLmV2ZW50c3RvcmUudjEuQXBwZW5kUmVzcG9uc2UiwQEKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIrCglkaXJlY3Rpb24YAiABKA4yGC5ldmVudHN0b3JlLnYxLkRpcmVjdGlvbhIaCg1mcm9tX3JldmlzaW9uGAMgASgESACIAQESDQoFbGltaXQYBCABKAMSMgoNZGF0YV9lbmNvZGluZxgFIAEoDjIbLmV2ZW50c3RvcmUudjEuRGF0YUVuY29kaW5nQhAKDl9mcm9tX3JldmlzaW9uIkIKElJlYWRTdHJlYW1SZXNwb25zZRIsCgZldmVudHMYASADKAsyHC5ldmVudHN0b3JlLnYxLlJlY29yZGVkRXZlbnQi4wEKBkZpbHRlchITCgtldmVudF90eXBlcxgBIAMoCRIXCg1zdHJlYW1fcHJlZml4GAIgASgJSAASEgoIY2F0ZWdvcnkYAyABKAlIABIvCgtzdG9yZWRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNc3RvcmVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIbWF0Y2hlcnMYBiADKAsyFi5ldmVudHN0b3JlLnYxLk1hdGNoZXJCCQoHc3RyZWFtcyLWAQoHTWF0Y2hlchIWCgxtZXRhZGF0YV9rZXkYASABKAlIABIwCghwcm9wZXJ0eRgCIAEoDjIcLmV2ZW50c3RvcmUudjEuRXZlbnRQcm9wZXJ0eUgAEikKCG9wZXJhdG9yGAMgASgOMhcuZXZlbnRzdG9yZS52MS5PcGVyYXRvchIlCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgZ2YWx1ZXMYBSADKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBwoFZmllbGQi1QEKDlJlYWRBbGxSZXF1ZXN0EisKCWRpcmVjdGlvbhgBIAEoDjIYLmV2ZW50c3RvcmUudjEuRGlyZWN0aW9uEhoKDWZyb21fcG9zaXRpb24YAiABKARIAIgBARINCgVsaW1pdBgDIAEoAxIlCgZmaWx0ZXIYBCABKAsyFS5ldmVudHN0b3JlLnYxLkZpbHRlchIyCg1kYXRhX2VuY29kaW5nGAUgASgOMhsuZXZlbnRzdG9yZS52MS5EYXRhRW5jb2RpbmdCEAoOX2Zyb21fcG9zaXRpb24iPwoPUmVhZEFsbFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmV2ZW50c3RvcmUudjEuUmVjb3JkZWRFdmVudCL/AQoKU3RyZWFtSW5mbxIMCgRuYW1lGAEgASgJEhUKCHJldmlzaW9uGAIgASgESACIAQESFQoIcG9zaXRpb24YAyABKARIAYgBARIWCg5maXJzdF9yZXZpc2lvbhgEIAEoBBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAcgASgIEhIKCnRvbWJzdG9uZWQYCCABKAhCCwoJX3JldmlzaW9uQgsKCV9wb3NpdGlvbiJkChJMaXN0U3RyZWFtc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhcKD2luY2x1ZGVfZGVsZXRlZBgEIAEoCCJaChNMaXN0U3RyZWFtc1Jlc3BvbnNlEioKB3N0cmVhbXMYASADKAsyGS5ldmVudHN0b3JlLnYxLlN0cmVhbUluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEEdldFN0cmVhbVJlcXVlc3QSDgoGc3RyZWFtGAEgASgJIj4KEUdldFN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyKGAQoTRGVsZXRlU3RyZWFtUmVxdWVzdBIOCgZzdHJlYW0YASABKAkSNgoOZXhwZWN0ZWRfc3RhdGUYAiABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBEgAQgoKCGV4cGVjdGVkIkEKFERlbGV0ZVN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyKJAQoWVG9tYnN0b25lU3RyZWFtUmVxdWVzdBIOCgZzdHJlYW0YASABKAkSNgoOZXhwZWN0ZWRfc3RhdGUYAiABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBEgAQgoKCGV4cGVjdGVkIkQKF1RvbWJzdG9uZVN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyqHAQoNRXhwZWN0ZWRTdGF0ZRIeChpFWFBFQ1RFRF9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkVYUEVDVEVEX1NUQVRFX0FOWRABEhwKGEVYUEVDVEVEX1NUQVRFX05PX1NUUkVBTRACEiAKHEVYUEVDVEVEX1NUQVRFX1NUUkVBTV9FWElTVFMQAypXCglEaXJlY3Rpb24SGQoVRElSRUNUSU9OX1VOU1BFQ0lGSUVEEAASFgoSRElSRUNUSU9OX0ZPUldBUkRTEAESFwoTRElSRUNUSU9OX0JBQ0tXQVJEUxACKl4KDERhdGFFbmNvZGluZxIdChlEQVRBX0VOQ09ESU5HX1VOU1BFQ0lGSUVEEAASFwoTREFUQV9FTkNPRElOR19CWVRFUxABEhYKEkRBVEFfRU5DT0RJTkdfSlNPThACKpgBCg1FdmVudFByb3BlcnR5Eh4KGkVWRU5UX1BST1BFUlRZX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfUFJPUEVSVFlfVFlQRRABEhUKEUVWRU5UX1BST1BFUlRZX0lEEAISHAoYRVZFTlRfUFJPUEVSVFlfU1RPUkVEX0FUEAMSGQoVRVZFTlRfUFJPUEVSVFlfU1RSRUFNEAQqxgEKCE9wZXJhdG9yEhgKFE9QRVJBVE9SX1VOU1BFQ0lGSUVEEAASDwoLT1BFUkFUT1JfRVEQARIPCgtPUEVSQVRPUl9ORRACEg8KC09QRVJBVE9SX0dUEAMSEAoMT1BFUkFUT1JfR1RFEAQSDwoLT1BFUkFUT1JfTFQQBRIQCgxPUEVSQVRPUl9MVEUQBhIPCgtPUEVSQVRPUl9JThAHEhMKD09QRVJBVE9SX05PVF9JThAIEhIKDk9QRVJBVE9SX1JFR0VYEAkyxAUKEUV2ZW50U3RvcmVTZXJ2aWNlEkUKBkFwcGVuZBIcLmV2ZW50c3RvcmUudjEuQXBwZW5kUmVxdWVzdBodLmV2ZW50c3RvcmUudjEuQXBwZW5kUmVzcG9uc2USZgoRTXVsdGlTdHJlYW1BcHBlbmQSJy5ldmVudHN0b3JlLnYxLk11bHRpU3RyZWFtQXBwZW5kUmVxdWVzdBooLmV2ZW50c3RvcmUudjEuTXVsdGlTdHJlYW1BcHBlbmRSZXNwb25zZRJTCgpSZWFkU3RyZWFtEiAuZXZlbnRzdG9yZS52MS5SZWFkU3RyZWFtUmVxdWVzdBohLmV2ZW50c3RvcmUudjEuUmVhZFN0cmVhbVJlc3BvbnNlMAESSgoHUmVhZEFsbBIdLmV2ZW50c3RvcmUudjEuUmVhZEFsbFJlcXVlc3QaHi5ldmVudHN0b3JlLnYxLlJlYWRBbGxSZXNwb25zZTABElQKC0xpc3RTdHJlYW1zEiEuZXZlbnRzdG9yZS52MS5MaXN0U3RyZWFtc1JlcXVlc3QaIi5ldmVudHN0b3JlLnYxLkxpc3RTdHJlYW1zUmVzcG9uc2USTgoJR2V0U3RyZWFtEh8uZXZlbnRzdG9yZS52MS5HZXRTdHJlYW1SZXF1ZXN0GiAuZXZlbnRzdG9yZS52MS5HZXRTdHJlYW1SZXNwb25zZRJXCgxEZWxldGVTdHJlYW0SIi5ldmVudHN0b3JlLnYxLkRlbGV0ZVN0cmVhbVJlcXVlc3QaIy5ldmVudHN0b3JlLnYxLkRlbGV0ZVN0cmVhbVJlc3BvbnNlEmAKD1RvbWJzdG9uZVN0cmVhbRIlLmV2ZW50c3RvcmUudjEuVG9tYnN0b25lU3RyZWFtUmVxdWVzdBomLmV2ZW50c3RvcmUudjEuVG9tYnN0b25lU3RyZWFtUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5ldmVudHN0b3JlL3YxL2V2ZW50c3RvcmUucHJvdG8SDWV2ZW50c3RvcmUudjEirQEKDVByb3Bvc2VkRXZlbnQSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIUCgxjb250ZW50X3R5cGUYAyABKAkSDgoEZGF0YRgEIAEoDEgAEiYKBGpzb24YBSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHcGF5bG9hZCKQAgoNUmVjb3JkZWRFdmVudBIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIOCgRkYXRhGAQgASgMSAASJgoEanNvbhgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdHJlYW0YByABKAkSEAoIcmV2aXNpb24YCCABKAQSEAoIcG9zaXRpb24YCSABKAQSLQoJc3RvcmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIJCgdwYXlsb2FkIq4BCg1BcHBlbmRSZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIsCgZldmVudHMYAiADKAsyHC5ldmVudHN0b3JlLnYxLlByb3Bvc2VkRXZlbnQSNgoOZXhwZWN0ZWRfc3RhdGUYAyABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgEIAEoBEgAQgoKCGV4cGVjdGVkIooBCg5BcHBlbmRSZXNwb25zZRIOCgZzdHJlYW0YASABKAkSEAoIcmV2aXNpb24YAiABKAQSEQoJcG9zaXRpb25zGAMgAygEEhEKCWV2ZW50X2lkcxgEIAMoCRIwCgxjb21taXR0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkkKGE11bHRpU3RyZWFtQXBwZW5kUmVxdWVzdBItCgdhcHBlbmRzGAEgAygLMhwuZXZlbnRzdG9yZS52MS5BcHBlbmRSZXF1ZXN0IksKGU11bHRpU3RyZWFtQXBwZW5kUmVzcG9uc2USLgoHcmVzdWx0cxgBIAMoCzIdLmV2ZW50c3RvcmUudjEuQXBwZW5kUmVzcG9uc2UiwQEKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIrCglkaXJlY3Rpb24YAiABKA4yGC5ldmVudHN0b3JlLnYxLkRpcmVjdGlvbhIaCg1mcm9tX3JldmlzaW9uGAMgASgESACIAQESDQoFbGltaXQYBCABKAMSMgoNZGF0YV9lbmNvZGluZxgFIAEoDjIbLmV2ZW50c3RvcmUudjEuRGF0YUVuY29kaW5nQhAKDl9mcm9tX3JldmlzaW9uIkIKElJlYWRTdHJlYW1SZXNwb25zZRIsCgZldmVudHMYASADKAsyHC5ldmVudHN0b3JlLnYxLlJlY29yZGVkRXZlbnQi4wEKBkZpbHRlchITCgtldmVudF90eXBlcxgBIAMoCRIXCg1zdHJlYW1fcHJlZml4GAIgASgJSAASEgoIY2F0ZWdvcnkYAyABKAlIABIvCgtzdG9yZWRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNc3RvcmVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoIbWF0Y2hlcnMYBiADKAsyFi5ldmVudHN0b3JlLnYxLk1hdGNoZXJCCQoHc3RyZWFtcyLWAQoHTWF0Y2hlchIWCgxtZXRhZGF0YV9rZXkYASABKAlIABIwCghwcm9wZXJ0eRgCIAEoDjIcLmV2ZW50c3RvcmUudjEuRXZlbnRQcm9wZXJ0eUgAEikKCG9wZXJhdG9yGAMgASgOMhcuZXZlbnRzdG9yZS52MS5PcGVyYXRvchIlCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgZ2YWx1ZXMYBSADKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBwoFZmllbGQi1QEKDlJlYWRBbGxSZXF1ZXN0EisKCWRpcmVjdGlvbhgBIAEoDjIYLmV2ZW50c3RvcmUudjEuRGlyZWN0aW9uEhoKDWZyb21fcG9zaXRpb24YAiABKARIAIgBARINCgVsaW1pdBgDIAEoAxIlCgZmaWx0ZXIYBCABKAsyFS5ldmVudHN0b3JlLnYxLkZpbHRlchIyCg1kYXRhX2VuY29kaW5nGAUgASgOMhsuZXZlbnRzdG9yZS52MS5EYXRhRW5jb2RpbmdCEAoOX2Zyb21fcG9zaXRpb24iPwoPUmVhZEFsbFJlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLmV2ZW50c3RvcmUudjEuUmVjb3JkZWRFdmVudCL/AQoKU3RyZWFtSW5mbxIMCgRuYW1lGAEgASgJEhUKCHJldmlzaW9uGAIgASgESACIAQESFQoIcG9zaXRpb24YAyABKARIAYgBARIWCg5maXJzdF9yZXZpc2lvbhgEIAEoBBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAcgASgIEhIKCnRvbWJzdG9uZWQYCCABKAhCCwoJX3JldmlzaW9uQgsKCV9wb3NpdGlvbiJkChJMaXN0U3RyZWFtc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhcKD2luY2x1ZGVfZGVsZXRlZBgEIAEoCCJaChNMaXN0U3RyZWFtc1Jlc3BvbnNlEioKB3N0cmVhbXMYASADKAsyGS5ldmVudHN0b3JlLnYxLlN0cmVhbUluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEEdldFN0cmVhbVJlcXVlc3QSDgoGc3RyZWFtGAEgASgJIj4KEUdldFN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyKGAQoTRGVsZXRlU3RyZWFtUmVxdWVzdBIOCgZzdHJlYW0YASABKAkSNgoOZXhwZWN0ZWRfc3RhdGUYAiABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBEgAQgoKCGV4cGVjdGVkIkEKFERlbGV0ZVN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyKJAQoWVG9tYnN0b25lU3RyZWFtUmVxdWVzdBIOCgZzdHJlYW0YASABKAkSNgoOZXhwZWN0ZWRfc3RhdGUYAiABKA4yHC5ldmVudHN0b3JlLnYxLkV4cGVjdGVkU3RhdGVIABIbChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBEgAQgoKCGV4cGVjdGVkIkQKF1RvbWJzdG9uZVN0cmVhbVJlc3BvbnNlEikKBnN0cmVhbRgBIAEoCzIZLmV2ZW50c3RvcmUudjEuU3RyZWFtSW5mbyItCg1Db25zdW1lckdyb3VwEg4KBm1lbWJlchgBIAEoDRIMCgRzaXplGAIgASgNItwCChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIlCgZmaWx0ZXIYAiABKAsyFS5ldmVudHN0b3JlLnYxLkZpbHRlchIwCgtzdGFydF9wb2ludBgDIAEoDjIZLmV2ZW50c3RvcmUudjEuU3RhcnRQb2ludEgAEhgKDmFmdGVyX3Bvc2l0aW9uGAQgASgESAASGAoOYWZ0ZXJfcmV2aXNpb24YBSABKARIABI0Cg5jb25zdW1lcl9ncm91cBgGIAEoCzIcLmV2ZW50c3RvcmUudjEuQ29uc3VtZXJHcm91cBIZChFzdWJzY3JpcHRpb25fbmFtZRgHIAEoCRIyCg1kYXRhX2VuY29kaW5nGAggASgOMhsuZXZlbnRzdG9yZS52MS5EYXRhRW5jb2RpbmcSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAkgASgNQgcKBXN0YXJ0Is4CChFTdWJzY3JpYmVSZXNwb25zZRI/Cgxjb25maXJtYXRpb24YASABKAsyJy5ldmVudHN0b3JlLnYxLlN1YnNjcmlwdGlvbkNvbmZpcm1hdGlvbkgAEi0KBWV2ZW50GAIgASgLMhwuZXZlbnRzdG9yZS52MS5SZWNvcmRlZEV2ZW50SAASLAoJY2F1Z2h0X3VwGAMgASgLMhcuZXZlbnRzdG9yZS52MS5DYXVnaHRVcEgAEjAKC2ZlbGxfYmVoaW5kGAQgASgLMhkuZXZlbnRzdG9yZS52MS5GZWxsQmVoaW5kSAASLwoKY2hlY2twb2ludBgFIAEoCzIZLmV2ZW50c3RvcmUudjEuQ2hlY2twb2ludEgAEi0KCWhlYXJ0YmVhdBgGIAEoCzIYLmV2ZW50c3RvcmUudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSJLChhTdWJzY3JpcHRpb25Db25maXJtYXRpb24SFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhYKDmFmdGVyX3Bvc2l0aW9uGAIgASgEIhwKCENhdWdodFVwEhAKCHBvc2l0aW9uGAEgASgEIh4KCkZlbGxCZWhpbmQSEAoIcG9zaXRpb24YASABKAQiHgoKQ2hlY2twb2ludBIQCghwb3NpdGlvbhgBIAEoBCI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoXQ29tbWl0Q2hlY2twb2ludFJlcXVlc3QSGQoRc3Vic2NyaXB0aW9uX25hbWUYASABKAkSEAoIcG9zaXRpb24YAiABKAQiGgoYQ29tbWl0Q2hlY2twb2ludFJlc3BvbnNlIjEKFEdldENoZWNrcG9pbnRSZXF1ZXN0EhkKEXN1YnNjcmlwdGlvbl9uYW1lGAEgASgJIm0KFUdldENoZWNrcG9pbnRSZXNwb25zZRIVCghwb3NpdGlvbhgBIAEoBEgAiAEBEjAKDGNvbW1pdHRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCwoJX3Bvc2l0aW9uKocBCg1FeHBlY3RlZFN0YXRlEh4KGkVYUEVDVEVEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSRVhQRUNURURfU1RBVEVfQU5ZEAESHAoYRVhQRUNURURfU1RBVEVfTk9fU1RSRUFNEAISIAocRVhQRUNURURfU1RBVEVfU1RSRUFNX0VYSVNUUxADKlcKCURpcmVjdGlvbhIZChVESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIWChJESVJFQ1RJT05fRk9SV0FSRFMQARIXChNESVJFQ1RJT05fQkFDS1dBUkRTEAIqXgoMRGF0YUVuY29kaW5nEh0KGURBVEFfRU5DT0RJTkdfVU5TUEVDSUZJRUQQABIXChNEQVRBX0VOQ09ESU5HX0JZVEVTEAESFgoSREFUQV9FTkNPRElOR19KU09OEAIqmAEKDUV2ZW50UHJvcGVydHkSHgoaRVZFTlRfUFJPUEVSVFlfVU5TUEVDSUZJRUQQABIXChNFVkVOVF9QUk9QRVJUWV9UWVBFEAESFQoRRVZFTlRfUFJPUEVSVFlfSUQQAhIcChhFVkVOVF9QUk9QRVJUWV9TVE9SRURfQVQQAxIZChVFVkVOVF9QUk9QRVJUWV9TVFJFQU0QBCrGAQoIT3BlcmF0b3ISGAoUT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIPCgtPUEVSQVRPUl9FURABEg8KC09QRVJBVE9SX05FEAISDwoLT1BFUkFUT1JfR1QQAxIQCgxPUEVSQVRPUl9HVEUQBBIPCgtPUEVSQVRPUl9MVBAFEhAKDE9QRVJBVE9SX0xURRAGEg8KC09QRVJBVE9SX0lOEAcSEwoPT1BFUkFUT1JfTk9UX0lOEAgSEgoOT1BFUkFUT1JfUkVHRVgQCSpVCgpTdGFydFBvaW50EhsKF1NUQVJUX1BPSU5UX1VOU1BFQ0lGSUVEEAASFQoRU1RBUlRfUE9JTlRfU1RBUlQQARITCg9TVEFSVF9QT0lOVF9FTkQQAjLXBwoRRXZlbnRTdG9yZVNlcnZpY2USRQoGQXBwZW5kEhwuZXZlbnRzdG9yZS52MS5BcHBlbmRSZXF1ZXN0Gh0uZXZlbnRzdG9yZS52MS5BcHBlbmRSZXNwb25zZRJmChFNdWx0aVN0cmVhbUFwcGVuZBInLmV2ZW50c3RvcmUudjEuTXVsdGlTdHJlYW1BcHBlbmRSZXF1ZXN0GiguZXZlbnRzdG9yZS52MS5NdWx0aVN0cmVhbUFwcGVuZFJlc3BvbnNlElMKClJlYWRTdHJlYW0SIC5ldmVudHN0b3JlLnYxLlJlYWRTdHJlYW1SZXF1ZXN0GiEuZXZlbnRzdG9yZS52MS5SZWFkU3RyZWFtUmVzcG9uc2UwARJKCgdSZWFkQWxsEh0uZXZlbnRzdG9yZS52MS5SZWFkQWxsUmVxdWVzdBoeLmV2ZW50c3RvcmUudjEuUmVhZEFsbFJlc3BvbnNlMAESVAoLTGlzdFN0cmVhbXMSIS5ldmVudHN0b3JlLnYxLkxpc3RTdHJlYW1zUmVxdWVzdBoiLmV2ZW50c3RvcmUudjEuTGlzdFN0cmVhbXNSZXNwb25zZRJOCglHZXRTdHJlYW0SHy5ldmVudHN0b3JlLnYxLkdldFN0cmVhbVJlcXVlc3QaIC5ldmVudHN0b3JlLnYxLkdldFN0cmVhbVJlc3BvbnNlElcKDERlbGV0ZVN0cmVhbRIiLmV2ZW50c3RvcmUudjEuRGVsZXRlU3RyZWFtUmVxdWVzdBojLmV2ZW50c3RvcmUudjEuRGVsZXRlU3RyZWFtUmVzcG9uc2USYAoPVG9tYnN0b25lU3RyZWFtEiUuZXZlbnRzdG9yZS52MS5Ub21ic3RvbmVTdHJlYW1SZXF1ZXN0GiYuZXZlbnRzdG9yZS52MS5Ub21ic3RvbmVTdHJlYW1SZXNwb25zZRJQCglTdWJzY3JpYmUSHy5ldmVudHN0b3JlLnYxLlN1YnNjcmliZVJlcXVlc3QaIC5ldmVudHN0b3JlLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESYwoQQ29tbWl0Q2hlY2twb2ludBImLmV2ZW50c3RvcmUudjEuQ29tbWl0Q2hlY2twb2ludFJlcXVlc3QaJy5ldmVudHN0b3JlLnYxLkNvbW1pdENoZWNrcG9pbnRSZXNwb25zZRJaCg1HZXRDaGVja3BvaW50EiMuZXZlbnRzdG9yZS52MS5HZXRDaGVja3BvaW50UmVxdWVzdBokLmV2ZW50c3RvcmUudjEuR2V0Q2hlY2twb2ludFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ProposedEvent is an event to append.
@@ -789,6 +789,358 @@ export const TombstoneStreamResponseSchema: GenMessage<TombstoneStreamResponse> 
   messageDesc(file_eventstore_v1_eventstore, 20);
 
 /**
+ * ConsumerGroup makes a subscription one member of a group that shares the work: member m of
+ * n receives exactly the streams whose name hashes to m (the first 8 hex digits of the MD5 of
+ * the UTF-8 name, as an unsigned 32-bit number, modulo n), each stream whole and in order.
+ *
+ * @generated from message eventstore.v1.ConsumerGroup
+ */
+export type ConsumerGroup = Message<"eventstore.v1.ConsumerGroup"> & {
+  /**
+   * 0..size-1.
+   *
+   * @generated from field: uint32 member = 1;
+   */
+  member: number;
+
+  /**
+   * 1 or more.
+   *
+   * @generated from field: uint32 size = 2;
+   */
+  size: number;
+};
+
+/**
+ * Describes the message eventstore.v1.ConsumerGroup.
+ * Use `create(ConsumerGroupSchema)` to create a new message.
+ */
+export const ConsumerGroupSchema: GenMessage<ConsumerGroup> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 21);
+
+/**
+ * @generated from message eventstore.v1.SubscribeRequest
+ */
+export type SubscribeRequest = Message<"eventstore.v1.SubscribeRequest"> & {
+  /**
+   * Follow this one stream; empty: the whole log.
+   *
+   * @generated from field: string stream = 1;
+   */
+  stream: string;
+
+  /**
+   * Only events that pass (types, category or prefix, times, matchers).
+   *
+   * @generated from field: eventstore.v1.Filter filter = 2;
+   */
+  filter?: Filter | undefined;
+
+  /**
+   * Where to start. Unset: START_POINT_START (or after the named subscription's checkpoint).
+   *
+   * @generated from oneof eventstore.v1.SubscribeRequest.start
+   */
+  start: {
+    /**
+     * @generated from field: eventstore.v1.StartPoint start_point = 3;
+     */
+    value: StartPoint;
+    case: "startPoint";
+  } | {
+    /**
+     * Events after this global position.
+     *
+     * @generated from field: uint64 after_position = 4;
+     */
+    value: bigint;
+    case: "afterPosition";
+  } | {
+    /**
+     * Events after this revision of `stream` (stream subscriptions only).
+     *
+     * @generated from field: uint64 after_revision = 5;
+     */
+    value: bigint;
+    case: "afterRevision";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: eventstore.v1.ConsumerGroup consumer_group = 6;
+   */
+  consumerGroup?: ConsumerGroup | undefined;
+
+  /**
+   * A durable subscription: if a checkpoint is committed under this name, start right after
+   * it, whatever `start` says. 1..256 characters.
+   *
+   * @generated from field: string subscription_name = 7;
+   */
+  subscriptionName: string;
+
+  /**
+   * @generated from field: eventstore.v1.DataEncoding data_encoding = 8;
+   */
+  dataEncoding: DataEncoding;
+
+  /**
+   * Heartbeat interval while nothing else is sent; 0: the server's default.
+   *
+   * @generated from field: uint32 heartbeat_interval_ms = 9;
+   */
+  heartbeatIntervalMs: number;
+};
+
+/**
+ * Describes the message eventstore.v1.SubscribeRequest.
+ * Use `create(SubscribeRequestSchema)` to create a new message.
+ */
+export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 22);
+
+/**
+ * @generated from message eventstore.v1.SubscribeResponse
+ */
+export type SubscribeResponse = Message<"eventstore.v1.SubscribeResponse"> & {
+  /**
+   * @generated from oneof eventstore.v1.SubscribeResponse.message
+   */
+  message: {
+    /**
+     * First, at once: the subscription exists and where it starts.
+     *
+     * @generated from field: eventstore.v1.SubscriptionConfirmation confirmation = 1;
+     */
+    value: SubscriptionConfirmation;
+    case: "confirmation";
+  } | {
+    /**
+     * @generated from field: eventstore.v1.RecordedEvent event = 2;
+     */
+    value: RecordedEvent;
+    case: "event";
+  } | {
+    /**
+     * The history is delivered; what follows is live.
+     *
+     * @generated from field: eventstore.v1.CaughtUp caught_up = 3;
+     */
+    value: CaughtUp;
+    case: "caughtUp";
+  } | {
+    /**
+     * The consumer was too slow for live delivery; it is served from storage again.
+     *
+     * @generated from field: eventstore.v1.FellBehind fell_behind = 4;
+     */
+    value: FellBehind;
+    case: "fellBehind";
+  } | {
+    /**
+     * The log position the subscription has reached, also when its filter matched nothing.
+     *
+     * @generated from field: eventstore.v1.Checkpoint checkpoint = 5;
+     */
+    value: Checkpoint;
+    case: "checkpoint";
+  } | {
+    /**
+     * @generated from field: eventstore.v1.Heartbeat heartbeat = 6;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message eventstore.v1.SubscribeResponse.
+ * Use `create(SubscribeResponseSchema)` to create a new message.
+ */
+export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 23);
+
+/**
+ * @generated from message eventstore.v1.SubscriptionConfirmation
+ */
+export type SubscriptionConfirmation = Message<"eventstore.v1.SubscriptionConfirmation"> & {
+  /**
+   * The server's id for this subscription (for logs).
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * Events after this global position follow.
+   *
+   * @generated from field: uint64 after_position = 2;
+   */
+  afterPosition: bigint;
+};
+
+/**
+ * Describes the message eventstore.v1.SubscriptionConfirmation.
+ * Use `create(SubscriptionConfirmationSchema)` to create a new message.
+ */
+export const SubscriptionConfirmationSchema: GenMessage<SubscriptionConfirmation> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 24);
+
+/**
+ * @generated from message eventstore.v1.CaughtUp
+ */
+export type CaughtUp = Message<"eventstore.v1.CaughtUp"> & {
+  /**
+   * The log position reached.
+   *
+   * @generated from field: uint64 position = 1;
+   */
+  position: bigint;
+};
+
+/**
+ * Describes the message eventstore.v1.CaughtUp.
+ * Use `create(CaughtUpSchema)` to create a new message.
+ */
+export const CaughtUpSchema: GenMessage<CaughtUp> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 25);
+
+/**
+ * @generated from message eventstore.v1.FellBehind
+ */
+export type FellBehind = Message<"eventstore.v1.FellBehind"> & {
+  /**
+   * The log position delivered so far.
+   *
+   * @generated from field: uint64 position = 1;
+   */
+  position: bigint;
+};
+
+/**
+ * Describes the message eventstore.v1.FellBehind.
+ * Use `create(FellBehindSchema)` to create a new message.
+ */
+export const FellBehindSchema: GenMessage<FellBehind> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 26);
+
+/**
+ * @generated from message eventstore.v1.Checkpoint
+ */
+export type Checkpoint = Message<"eventstore.v1.Checkpoint"> & {
+  /**
+   * Every matching event up to this global position has been sent. Resuming after it misses
+   * nothing.
+   *
+   * @generated from field: uint64 position = 1;
+   */
+  position: bigint;
+};
+
+/**
+ * Describes the message eventstore.v1.Checkpoint.
+ * Use `create(CheckpointSchema)` to create a new message.
+ */
+export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 27);
+
+/**
+ * @generated from message eventstore.v1.Heartbeat
+ */
+export type Heartbeat = Message<"eventstore.v1.Heartbeat"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message eventstore.v1.Heartbeat.
+ * Use `create(HeartbeatSchema)` to create a new message.
+ */
+export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 28);
+
+/**
+ * @generated from message eventstore.v1.CommitCheckpointRequest
+ */
+export type CommitCheckpointRequest = Message<"eventstore.v1.CommitCheckpointRequest"> & {
+  /**
+   * The subscription's name, 1..256 characters.
+   *
+   * @generated from field: string subscription_name = 1;
+   */
+  subscriptionName: string;
+
+  /**
+   * The global position processed (of an event, or of a Checkpoint message).
+   *
+   * @generated from field: uint64 position = 2;
+   */
+  position: bigint;
+};
+
+/**
+ * Describes the message eventstore.v1.CommitCheckpointRequest.
+ * Use `create(CommitCheckpointRequestSchema)` to create a new message.
+ */
+export const CommitCheckpointRequestSchema: GenMessage<CommitCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 29);
+
+/**
+ * @generated from message eventstore.v1.CommitCheckpointResponse
+ */
+export type CommitCheckpointResponse = Message<"eventstore.v1.CommitCheckpointResponse"> & {
+};
+
+/**
+ * Describes the message eventstore.v1.CommitCheckpointResponse.
+ * Use `create(CommitCheckpointResponseSchema)` to create a new message.
+ */
+export const CommitCheckpointResponseSchema: GenMessage<CommitCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 30);
+
+/**
+ * @generated from message eventstore.v1.GetCheckpointRequest
+ */
+export type GetCheckpointRequest = Message<"eventstore.v1.GetCheckpointRequest"> & {
+  /**
+   * @generated from field: string subscription_name = 1;
+   */
+  subscriptionName: string;
+};
+
+/**
+ * Describes the message eventstore.v1.GetCheckpointRequest.
+ * Use `create(GetCheckpointRequestSchema)` to create a new message.
+ */
+export const GetCheckpointRequestSchema: GenMessage<GetCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 31);
+
+/**
+ * @generated from message eventstore.v1.GetCheckpointResponse
+ */
+export type GetCheckpointResponse = Message<"eventstore.v1.GetCheckpointResponse"> & {
+  /**
+   * Unset if nothing was committed under that name.
+   *
+   * @generated from field: optional uint64 position = 1;
+   */
+  position?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp committed_at = 2;
+   */
+  committedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message eventstore.v1.GetCheckpointResponse.
+ * Use `create(GetCheckpointResponseSchema)` to create a new message.
+ */
+export const GetCheckpointResponseSchema: GenMessage<GetCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_eventstore_v1_eventstore, 32);
+
+/**
  * ExpectedState is an expected revision that is not a number. UNSPECIFIED means ANY.
  *
  * @generated from enum eventstore.v1.ExpectedState
@@ -978,7 +1330,8 @@ export enum Operator {
   NOT_IN = 8,
 
   /**
-   * A PostgreSQL regular expression (POSIX ARE) that must match somewhere in a string field.
+   * An ECMAScript (JavaScript) regular expression, with the u flag, that must match somewhere
+   * in a string field.
    *
    * @generated from enum value: OPERATOR_REGEX = 9;
    */
@@ -990,6 +1343,39 @@ export enum Operator {
  */
 export const OperatorSchema: GenEnum<Operator> = /*@__PURE__*/
   enumDesc(file_eventstore_v1_eventstore, 4);
+
+/**
+ * StartPoint is where a subscription starts when no position or revision is given.
+ * UNSPECIFIED means START.
+ *
+ * @generated from enum eventstore.v1.StartPoint
+ */
+export enum StartPoint {
+  /**
+   * @generated from enum value: START_POINT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * From the first event.
+   *
+   * @generated from enum value: START_POINT_START = 1;
+   */
+  START = 1,
+
+  /**
+   * Only events committed after the subscription is confirmed.
+   *
+   * @generated from enum value: START_POINT_END = 2;
+   */
+  END = 2,
+}
+
+/**
+ * Describes the enum eventstore.v1.StartPoint.
+ */
+export const StartPointSchema: GenEnum<StartPoint> = /*@__PURE__*/
+  enumDesc(file_eventstore_v1_eventstore, 5);
 
 /**
  * EventStoreService appends events to streams and reads them back.
@@ -1084,6 +1470,41 @@ export const EventStoreService: GenService<{
     methodKind: "unary";
     input: typeof TombstoneStreamRequestSchema;
     output: typeof TombstoneStreamResponseSchema;
+  },
+  /**
+   * Subscribe follows one stream, or the whole log (filtered, e.g. by category), from a start
+   * point, forever: a confirmation at once, the history, a caught-up marker, then live events
+   * pushed as they commit, with checkpoints and heartbeats. Every matching event comes exactly
+   * once, in log order. A consumer that cannot keep up is served from storage again (fell
+   * behind) and rejoins live delivery when it has caught up.
+   *
+   * @generated from rpc eventstore.v1.EventStoreService.Subscribe
+   */
+  subscribe: {
+    methodKind: "server_streaming";
+    input: typeof SubscribeRequestSchema;
+    output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * CommitCheckpoint stores the position a named (durable) subscription has processed; a
+   * Subscribe with that name resumes right after it.
+   *
+   * @generated from rpc eventstore.v1.EventStoreService.CommitCheckpoint
+   */
+  commitCheckpoint: {
+    methodKind: "unary";
+    input: typeof CommitCheckpointRequestSchema;
+    output: typeof CommitCheckpointResponseSchema;
+  },
+  /**
+   * GetCheckpoint answers a named subscription's committed position.
+   *
+   * @generated from rpc eventstore.v1.EventStoreService.GetCheckpoint
+   */
+  getCheckpoint: {
+    methodKind: "unary";
+    input: typeof GetCheckpointRequestSchema;
+    output: typeof GetCheckpointResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_eventstore_v1_eventstore, 0);

@@ -1,8 +1,17 @@
-import { DEFAULT_LIMITS, validateAppends, validateFilter, validateStreamName, type Limits } from "../../domain";
-import type { EventStore } from "../event-store";
+import {
+  DEFAULT_LIMITS,
+  validateAppends,
+  validateFilter,
+  validateStreamName,
+  validateSubscriptionName,
+  type Limits,
+} from "../../domain";
+import type { CommitWatcher, EventStore } from "../event-store";
 import { append } from "./append";
+import { commitCheckpoint, getCheckpoint } from "./checkpoints";
 import { toEventStoreError } from "./database-error";
 import { migrate } from "./migrate";
+import { readAfter } from "./read-after";
 import { readAll } from "./read-all";
 import { readStream, type PageSettings } from "./read-stream";
 import type { Sql } from "./sql";
@@ -14,7 +23,14 @@ export interface PostgresStoreOptions {
   page?: Partial<PageSettings>;
   /** Called by close(), to release what the caller started with the store (an embedded database). */
   onClose?: () => Promise<void>;
+  /**
+   * Whether LISTEN reaches this database. PGlite's socket does not carry notifications, so in
+   * embedded mode only this process's own commits wake its subscribers (it is the only writer).
+   */
+  notifications: boolean;
 }
+
+export const NOTIFY_CHANNEL = "eventstore_events";
 
 const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 1000 };
 
@@ -26,6 +42,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const { sql } = options;
   const limits = options.limits ?? DEFAULT_LIMITS;
   const page = { ...DEFAULT_PAGE, ...options.page };
+  const watchers = new Set<CommitWatcher>();
   const guard = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
       return await work();
@@ -43,9 +60,13 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   }
   return {
     append: (appends) =>
-      guard(() => {
+      guard(async () => {
         validateAppends(appends, limits);
-        return append(sql, appends);
+        const results = await append(sql, appends);
+        // Wake this process's subscribers at once; other servers hear the NOTIFY.
+        const last = results.reduce((max, r) => (!r.replayed && r.positions.at(-1)! > max ? r.positions.at(-1)! : max), 0n);
+        if (last > 0n) for (const w of watchers) w.onCommit(last);
+        return results;
       }),
     readStream: (stream, opts, signal) =>
       guardIterable(() => {
@@ -67,6 +88,49 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
       guard(() => {
         validateStreamName(stream);
         return deleteStream(sql, stream, expected, mode);
+      }),
+    readAfter: (selection, after, limit) =>
+      guard(() => {
+        validateFilter(selection.filter, limits);
+        return readAfter(sql, selection, after, limit);
+      }),
+    head: () => guard(async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position),
+    positionOf: (stream, revision) =>
+      guard(async () => {
+        const [row] = await sql<{ position: bigint }[]>`
+          select position from eventstore.events where stream = ${stream} and revision = ${revision}`;
+        return row?.position;
+      }),
+    commitCheckpoint: (name, position) =>
+      guard(() => {
+        validateSubscriptionName(name);
+        return commitCheckpoint(sql, name, position);
+      }),
+    getCheckpoint: (name) =>
+      guard(() => {
+        validateSubscriptionName(name);
+        return getCheckpoint(sql, name);
+      }),
+    watch: (watcher) =>
+      guard(async () => {
+        watchers.add(watcher);
+        if (!options.notifications) {
+          watcher.onConnected();
+          return async () => void watchers.delete(watcher);
+        }
+        // postgres.js keeps one dedicated connection for LISTEN, reconnects it when it drops,
+        // and calls the second callback after every (re)connect: the place to re-read.
+        const listener = await sql.listen(
+          NOTIFY_CHANNEL,
+          (payload) => {
+            if (/^\d+$/.test(payload)) watcher.onCommit(BigInt(payload));
+          },
+          () => watcher.onConnected(),
+        );
+        return async () => {
+          watchers.delete(watcher);
+          await listener.unlisten().catch(() => {});
+        };
       }),
     ping: () => guard(async () => void (await sql`select 1`)),
     close: async () => {

@@ -5,8 +5,11 @@ import type { Sql } from "./sql";
 type Fragment = PendingQuery<Row[]>;
 
 /**
- * Compiles a filter to a SQL condition on `eventstore.events e`. Every user value travels as a
- * parameter; only fixed fragments chosen by the operator are SQL text.
+ * Compiles a filter to a SQL condition on `eventstore.events e`, the twin of matchesFilter
+ * (domain/event-matcher.ts). Regular expressions are left out: they run in memory only, so
+ * this condition selects a superset when a filter has them, and readers apply
+ * `matchesRegexMatchers` to what it returns. Every user value travels as a parameter; only
+ * fixed fragments chosen by the operator are SQL text.
  */
 export function filterSql(sql: Sql, filter: EventFilter): Fragment {
   const conditions: Fragment[] = [];
@@ -17,7 +20,16 @@ export function filterSql(sql: Sql, filter: EventFilter): Fragment {
   }
   if (filter.storedFrom) conditions.push(sql`e.stored_at >= ${filter.storedFrom}`);
   if (filter.storedBefore) conditions.push(sql`e.stored_at < ${filter.storedBefore}`);
-  for (const m of filter.matchers) conditions.push("metadataKey" in m.field ? metadataCondition(sql, m.field.metadataKey, m) : propertyCondition(sql, m));
+  if (filter.group) {
+    // The first 8 hex digits of the name's MD5 as an unsigned 32-bit number (bit(32) to bigint
+    // zero-extends), as consumerGroupMember computes it.
+    const hash = sql`('x' || substr(md5(e.stream), 1, 8))::bit(32)::bigint`;
+    conditions.push(sql`${hash} % ${filter.group.size}::bigint = ${filter.group.member}::bigint`);
+  }
+  for (const m of filter.matchers) {
+    if (m.operator === "regex") continue;
+    conditions.push("metadataKey" in m.field ? metadataCondition(sql, m.field.metadataKey, m) : propertyCondition(sql, m));
+  }
   return conditions.reduce((all, c) => sql`${all} and ${c}`, sql`true`);
 }
 
@@ -34,8 +46,6 @@ function metadataCondition(sql: Sql, key: string, m: Matcher): Fragment {
       return sql`${field} in ${values()}`;
     case "not_in":
       return sql`(${field} is not null and ${field} not in ${values()})`;
-    case "regex":
-      return sql`case when jsonb_typeof(${field}) = 'string' then (${field} #>> '{}') ~ ${String(m.value)}::text else false end`;
     default: {
       // Ordering compares like with like; CASE keeps the cast from ever seeing another type.
       if (typeof m.value === "number") {
@@ -70,8 +80,6 @@ function propertyCondition(sql: Sql, m: Matcher): Fragment {
       return sql`${field} in ${values()}`;
     case "not_in":
       return sql`${field} not in ${values()}`;
-    case "regex":
-      return sql`${field} ~ ${String(m.value)}::text`;
     default:
       return ordered(sql, field, m.operator, value(m.value));
   }

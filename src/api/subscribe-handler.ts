@@ -1,0 +1,125 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import {
+  StartPoint,
+  SubscribeResponseSchema,
+  type RecordedEvent as ProtoRecordedEvent,
+  type SubscribeRequest,
+  type SubscribeResponse,
+} from "../../gen/eventstore/v1/eventstore_pb";
+import {
+  invalidArgument,
+  validateFilter,
+  validateStreamName,
+  validateSubscriptionName,
+  type Limits,
+  type Logger,
+  type RecordedEvent,
+} from "../domain";
+import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
+import { toConnectError } from "./connect-error";
+import { fromRecordedEvent } from "./domain-to-proto";
+import { toFilter, toJsonEncoding } from "./proto-to-domain";
+
+export interface SubscribeOptions {
+  settings: SubscriptionSettings;
+  limits: Limits;
+  log: Logger;
+  shutdown: AbortSignal;
+  defaultHeartbeatMs: number;
+}
+
+const MIN_HEARTBEAT_MS = 100;
+const MAX_HEARTBEAT_MS = 3_600_000;
+
+/** Serves EventStoreService.Subscribe: request checks, then the subscription's messages as proto. */
+export function createSubscribeHandler(options: SubscribeOptions) {
+  const { log, shutdown } = options;
+  // Every live subscriber gets the same event objects from the feed: convert each once.
+  const converted = [new WeakMap<RecordedEvent, ProtoRecordedEvent>(), new WeakMap<RecordedEvent, ProtoRecordedEvent>()];
+  const toProto = (e: RecordedEvent, asJson: boolean) => {
+    const cache = converted[asJson ? 1 : 0];
+    let p = cache.get(e);
+    if (!p) cache.set(e, (p = fromRecordedEvent(e, asJson)));
+    return p;
+  };
+
+  return async function* (req: SubscribeRequest, ctx: HandlerContext): AsyncGenerator<SubscribeResponse> {
+    let request: SubscriptionRequest;
+    let asJson: boolean;
+    try {
+      request = toSubscriptionRequest(req, options.defaultHeartbeatMs);
+      // Before the confirmation: a subscription that is confirmed is one that can run.
+      validateFilter(request.selection.filter, options.limits);
+      asJson = toJsonEncoding(req.dataEncoding);
+    } catch (e) {
+      throw toConnectError(e, log);
+    }
+    const signal = AbortSignal.any([ctx.signal, shutdown]);
+    try {
+      for await (const m of subscribe(options.settings, request, signal)) {
+        yield toResponse(m, (e) => toProto(e, asJson));
+      }
+    } catch (e) {
+      if (!shutdown.aborted) throw toConnectError(e, log);
+    }
+    if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
+  };
+}
+
+function toSubscriptionRequest(req: SubscribeRequest, defaultHeartbeatMs: number): SubscriptionRequest {
+  const stream = req.stream === "" ? undefined : validateStreamName(req.stream);
+  const filter = toFilter(req.filter);
+  if (req.consumerGroup) {
+    if (stream !== undefined) throw invalidArgument("consumer_group", "a consumer group follows the whole log, not one stream");
+    filter.group = { member: req.consumerGroup.member, size: req.consumerGroup.size };
+  }
+  let start: StartFrom;
+  switch (req.start.case) {
+    case undefined:
+      start = { kind: "start" };
+      break;
+    case "startPoint": {
+      const point: number = req.start.value;
+      if (point === StartPoint.UNSPECIFIED || point === StartPoint.START) start = { kind: "start" };
+      else if (point === StartPoint.END) start = { kind: "end" };
+      else throw invalidArgument("start_point", `unknown enum value ${point}`);
+      break;
+    }
+    case "afterPosition":
+      start = { kind: "after_position", position: req.start.value };
+      break;
+    case "afterRevision":
+      if (stream === undefined) throw invalidArgument("after_revision", "after_revision needs a stream subscription");
+      start = { kind: "after_revision", revision: req.start.value };
+      break;
+  }
+  const heartbeatMs = req.heartbeatIntervalMs === 0 ? defaultHeartbeatMs : req.heartbeatIntervalMs;
+  if (heartbeatMs < MIN_HEARTBEAT_MS || heartbeatMs > MAX_HEARTBEAT_MS) {
+    throw invalidArgument("heartbeat_interval_ms", `must be 0 or ${MIN_HEARTBEAT_MS}..${MAX_HEARTBEAT_MS}`);
+  }
+  return {
+    selection: { stream, filter },
+    start,
+    name: req.subscriptionName === "" ? undefined : validateSubscriptionName(req.subscriptionName),
+    heartbeatMs,
+  };
+}
+
+function toResponse(m: SubscriptionMessage, event: (e: RecordedEvent) => ProtoRecordedEvent): SubscribeResponse {
+  switch (m.kind) {
+    case "confirmation":
+      return create(SubscribeResponseSchema, { message: { case: "confirmation", value: { subscriptionId: m.id, afterPosition: m.after } } });
+    case "event":
+      return create(SubscribeResponseSchema, { message: { case: "event", value: event(m.event) } });
+    case "caught_up":
+      return create(SubscribeResponseSchema, { message: { case: "caughtUp", value: { position: m.position } } });
+    case "fell_behind":
+      return create(SubscribeResponseSchema, { message: { case: "fellBehind", value: { position: m.position } } });
+    case "checkpoint":
+      return create(SubscribeResponseSchema, { message: { case: "checkpoint", value: { position: m.position } } });
+    case "heartbeat":
+      return create(SubscribeResponseSchema, { message: { case: "heartbeat", value: { time: timestampFromDate(m.time) } } });
+  }
+}

@@ -1,0 +1,3 @@
+export { createLiveFeed, type LiveFeed, type LiveFeedOptions } from "./live-feed";
+export type { QueueLimits } from "./live-queue";
+export { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "./subscription";

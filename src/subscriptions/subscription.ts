@@ -1,0 +1,144 @@
+import { randomUUID } from "node:crypto";
+import { matchesFilter, type RecordedEvent } from "../domain";
+import type { EventStore, Selection } from "../store";
+import type { LiveFeed } from "./live-feed";
+import { LiveQueue, type QueueLimits } from "./live-queue";
+
+export type StartFrom =
+  | { kind: "start" }
+  | { kind: "end" }
+  | { kind: "after_position"; position: bigint }
+  | { kind: "after_revision"; revision: bigint };
+
+export interface SubscriptionRequest {
+  selection: Selection;
+  start: StartFrom;
+  /** A durable subscription: start after its committed checkpoint, if it has one. */
+  name?: string;
+  heartbeatMs: number;
+}
+
+export type SubscriptionMessage =
+  | { kind: "confirmation"; id: string; after: bigint }
+  | { kind: "event"; event: RecordedEvent }
+  | { kind: "caught_up"; position: bigint }
+  | { kind: "fell_behind"; position: bigint }
+  | { kind: "checkpoint"; position: bigint }
+  | { kind: "heartbeat"; time: Date };
+
+export interface SubscriptionSettings {
+  store: EventStore;
+  feed: LiveFeed;
+  queue: QueueLimits;
+  /** Rows per catch-up page. */
+  pageSize: number;
+  /** Least time between two checkpoints when the position moves without events to send. */
+  checkpointIntervalMs: number;
+}
+
+/**
+ * One subscription, as a pull-based stream of messages: confirmation, history from storage,
+ * caught-up, then live batches from the feed. Falling behind (a full live buffer) goes back to
+ * storage from the last position sent and rejoins later. It runs until `signal` aborts or the
+ * store fails (the error is thrown: the consumer resumes from its last position).
+ */
+export async function* subscribe(
+  settings: SubscriptionSettings,
+  request: SubscriptionRequest,
+  signal: AbortSignal,
+): AsyncGenerator<SubscriptionMessage> {
+  const { store, feed } = settings;
+  const selection = { ...request.selection };
+  let position = await startPosition(store, request, selection);
+  yield { kind: "confirmation", id: randomUUID(), after: position };
+
+  const selects = (e: RecordedEvent) =>
+    (selection.stream === undefined || e.stream === selection.stream) &&
+    (selection.afterRevision === undefined || e.revision > selection.afterRevision) &&
+    matchesFilter(selection.filter, e);
+  const now = () => Date.now();
+  // `reported`: the last position the consumer was told (event, checkpoint or caught-up).
+  let reported = position;
+  let lastSent = now();
+  let lastReport = now();
+  const heartbeatDue = () => request.heartbeatMs - (now() - lastSent);
+  const checkpointDue = () =>
+    position > reported ? settings.checkpointIntervalMs - (now() - lastReport) : Number.POSITIVE_INFINITY;
+
+  while (!signal.aborted) {
+    // History, from storage, at the consumer's pace.
+    for (;;) {
+      const page = await store.readAfter(selection, position, settings.pageSize);
+      for (const event of page.events) {
+        yield { kind: "event", event };
+        reported = position = event.position;
+        lastSent = lastReport = now();
+        if (signal.aborted) return;
+      }
+      position = page.reached;
+      if (page.end) break;
+      if (checkpointDue() <= 0) {
+        yield { kind: "checkpoint", position };
+        reported = position;
+        lastSent = lastReport = now();
+      }
+    }
+
+    const queue = new LiveQueue(position, selects, settings.queue, (q) => feed.detach(q));
+    if (!feed.attach(queue, position)) continue; // the feed is ahead: more history first
+    try {
+      yield { kind: "caught_up", position };
+      reported = position;
+      lastSent = lastReport = now();
+      for (;;) {
+        const wait = Math.max(1, Math.min(heartbeatDue(), checkpointDue()));
+        const item = await queue.next(wait, signal);
+        if (signal.aborted) return;
+        if (item.kind === "overflow") {
+          yield { kind: "fell_behind", position };
+          break;
+        }
+        if (item.kind === "events") {
+          for (const event of item.events) {
+            yield { kind: "event", event };
+            reported = position = event.position;
+            lastSent = lastReport = now();
+          }
+          if (item.reached > position) position = item.reached;
+        }
+        if (checkpointDue() <= 0) {
+          yield { kind: "checkpoint", position };
+          reported = position;
+          lastSent = lastReport = now();
+        } else if (heartbeatDue() <= 0) {
+          yield { kind: "heartbeat", time: new Date() };
+          lastSent = now();
+        }
+      }
+    } finally {
+      feed.detach(queue);
+    }
+  }
+}
+
+async function startPosition(store: EventStore, request: SubscriptionRequest, selection: Selection): Promise<bigint> {
+  if (request.name !== undefined) {
+    const checkpoint = await store.getCheckpoint(request.name);
+    if (checkpoint) return checkpoint.position;
+  }
+  const start = request.start;
+  switch (start.kind) {
+    case "start":
+      return 0n;
+    case "end":
+      return store.head();
+    case "after_position":
+      return start.position;
+    case "after_revision": {
+      // Later revisions of the stream lie after this event's position; if the revision is not
+      // written yet, the revision condition alone keeps the earlier ones out.
+      selection.afterRevision = start.revision;
+      return (await store.positionOf(selection.stream!, start.revision)) ?? 0n;
+    }
+  }
+}

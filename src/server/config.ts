@@ -20,6 +20,7 @@ export interface Config {
     pollIntervalMs: number;
     bufferEvents: number;
     bufferBytes: number;
+    listenProbeIntervalMs: number;
   };
   /** Interval of HTTP/2 pings that find dead peers; 0: none. */
   pingIntervalMs: number;
@@ -46,6 +47,7 @@ const SETTINGS = {
   "poll-interval-ms": { env: "POLL_INTERVAL_MS", default: "1000", help: "slow poll of the log that covers lost notifications" },
   "subscriber-buffer-events": { env: "SUBSCRIBER_BUFFER_EVENTS", default: "10000", help: "live events buffered per subscriber before it falls behind" },
   "subscriber-buffer-bytes": { env: "SUBSCRIBER_BUFFER_BYTES", default: String(16 * 1024 * 1024), help: "live event bytes buffered per subscriber before it falls behind" },
+  "listen-probe-interval-ms": { env: "LISTEN_PROBE_INTERVAL_MS", default: "10000", help: "how often the LISTEN connection is proven alive" },
   "ping-interval-ms": { env: "PING_INTERVAL_MS", default: "30000", help: "HTTP/2 ping interval to find dead peers (0: off)" },
   "max-filter-terms": { env: "MAX_FILTER_TERMS", default: String(DEFAULT_LIMITS.maxFilterTerms), help: "most types, matchers and values in one filter" },
 } as const;
@@ -123,6 +125,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       pollIntervalMs: int("poll-interval-ms", 10),
       bufferEvents: int("subscriber-buffer-events", 1),
       bufferBytes: int("subscriber-buffer-bytes", 1),
+      listenProbeIntervalMs: int("listen-probe-interval-ms", 100),
     },
     pingIntervalMs: int("ping-interval-ms", 0),
   };

@@ -98,7 +98,12 @@ async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSig
   for (let attempt = 1; ; attempt++) {
     if (cancel?.aborted) throw new StartCancelled("start cancelled");
     try {
-      return await openStore({ location: config.location, limits: config.limits });
+      return await openStore({
+        location: config.location,
+        limits: config.limits,
+        log,
+        listenProbeIntervalMs: config.subscriptions.listenProbeIntervalMs,
+      });
     } catch (e) {
       // A locked data directory will not free itself by waiting.
       if (!isEventStoreError(e) || e.kind !== "UNAVAILABLE" || config.location.kind === "embedded") throw e;

@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, type Limits } from "../domain";
+import { DEFAULT_LIMITS, type Limits, type Logger } from "../domain";
 import type { EventStore } from "./event-store";
 import { startEmbeddedDatabase } from "./embedded-database";
 import { createPostgresStore, migrateStore } from "./postgres/create-postgres-store";
@@ -13,6 +13,9 @@ export type StoreLocation =
 export interface OpenStoreOptions {
   location: StoreLocation;
   limits?: Limits;
+  log?: Logger;
+  /** How often the LISTEN connection is proven alive (PostgreSQL only). */
+  listenProbeIntervalMs?: number;
   /** Apply pending migrations first (the default). */
   migrate?: boolean;
 }
@@ -23,7 +26,13 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
   if (location.kind === "postgres") {
     const sql = connect({ url: location.url, max: location.poolSize });
     if (options.migrate !== false) await migrateOrClose(sql);
-    return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, notifications: true });
+    return createPostgresStore({
+      sql,
+      limits: options.limits ?? DEFAULT_LIMITS,
+      openListenConnection: (handlers) => connect({ url: location.url, max: 1, ...handlers }),
+      listenProbeIntervalMs: options.listenProbeIntervalMs,
+      log: options.log,
+    });
   }
   const db = await startEmbeddedDatabase(location.dataDir);
   const sql = connect({ path: db.socketPath, max: 1 });
@@ -34,7 +43,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
     await db.stop();
     throw e;
   }
-  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, notifications: false, onClose: () => db.stop() });
+  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, log: options.log, onClose: () => db.stop() });
 }
 
 async function migrateOrClose(sql: ReturnType<typeof connect>) {

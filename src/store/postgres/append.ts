@@ -2,13 +2,14 @@ import { expectedRevisionToSql, type StreamAppend } from "../../domain";
 import type { AppendResult } from "../event-store";
 import type { Sql } from "./sql";
 
-// Element type oids: postgres.js sends an array parameter typed as an array of these.
-const INT4 = 23;
-const INT8 = 20;
-const TEXT = 25;
-const BYTEA = 17;
-const UUID = 2950;
-const JSONB = 3802;
+// Array type oids. Given the array type itself, postgres.js needs no type lookup, which it
+// only has once a connection has fetched the catalog's array types.
+const INT4 = 1007;
+const INT8 = 1016;
+const TEXT = 1009;
+const BYTEA = 1001;
+const UUID = 2951;
+const JSONB = 3807;
 
 interface AppendRow {
   stream: string;

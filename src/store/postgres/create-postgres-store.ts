@@ -5,10 +5,12 @@ import {
   validateStreamName,
   validateSubscriptionName,
   type Limits,
+  type Logger,
 } from "../../domain";
 import type { CommitWatcher, EventStore } from "../event-store";
 import { append } from "./append";
 import { commitCheckpoint, getCheckpoint } from "./checkpoints";
+import { listenForCommits, type OpenListenConnection } from "./commit-listener";
 import { toEventStoreError } from "./database-error";
 import { migrate } from "./migrate";
 import { readAfter } from "./read-after";
@@ -24,13 +26,15 @@ export interface PostgresStoreOptions {
   /** Called by close(), to release what the caller started with the store (an embedded database). */
   onClose?: () => Promise<void>;
   /**
-   * Whether LISTEN reaches this database. PGlite's socket does not carry notifications, so in
-   * embedded mode only this process's own commits wake its subscribers (it is the only writer).
+   * Opens the LISTEN connection. Unset when notifications cannot reach this process: PGlite's
+   * socket does not carry them, and in embedded mode this process is the only writer, so its
+   * own commits are all the wake-ups its subscribers need.
    */
-  notifications: boolean;
+  openListenConnection?: OpenListenConnection;
+  /** How often the LISTEN connection is proven alive. */
+  listenProbeIntervalMs?: number;
+  log?: Logger;
 }
-
-export const NOTIFY_CHANNEL = "eventstore_events";
 
 const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 1000 };
 
@@ -114,22 +118,19 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     watch: (watcher) =>
       guard(async () => {
         watchers.add(watcher);
-        if (!options.notifications) {
+        if (!options.openListenConnection) {
           watcher.onConnected();
           return async () => void watchers.delete(watcher);
         }
-        // postgres.js keeps one dedicated connection for LISTEN, reconnects it when it drops,
-        // and calls the second callback after every (re)connect: the place to re-read.
-        const listener = await sql.listen(
-          NOTIFY_CHANNEL,
-          (payload) => {
-            if (/^\d+$/.test(payload)) watcher.onCommit(BigInt(payload));
-          },
-          () => watcher.onConnected(),
-        );
+        const stop = await listenForCommits(watcher, {
+          open: options.openListenConnection,
+          sql,
+          probeIntervalMs: options.listenProbeIntervalMs ?? 10_000,
+          onWarning: (message, fields) => options.log?.warn(message, fields),
+        });
         return async () => {
           watchers.delete(watcher);
-          await listener.unlisten().catch(() => {});
+          await stop();
         };
       }),
     ping: () => guard(async () => void (await sql`select 1`)),

@@ -4,6 +4,9 @@ import type { Sql } from "./sql";
 
 type Fragment = PendingQuery<Row[]>;
 
+/** text[]: given the array type itself, postgres.js needs no catalog lookup. */
+const TEXT_ARRAY = 1009;
+
 /**
  * Compiles a filter to a SQL condition on `eventstore.events e`, the twin of matchesFilter
  * (domain/event-matcher.ts). Regular expressions are left out: they run in memory only, so
@@ -13,7 +16,7 @@ type Fragment = PendingQuery<Row[]>;
  */
 export function filterSql(sql: Sql, filter: EventFilter): Fragment {
   const conditions: Fragment[] = [];
-  if (filter.eventTypes.length > 0) conditions.push(sql`e.type = any(${sql.array(filter.eventTypes, 25)})`);
+  if (filter.eventTypes.length > 0) conditions.push(sql`e.type = any(${sql.array(filter.eventTypes, TEXT_ARRAY)})`);
   if (filter.streamPrefix !== undefined) conditions.push(sql`starts_with(e.stream, ${filter.streamPrefix}::text)`);
   if (filter.category !== undefined) {
     conditions.push(sql`(e.stream = ${filter.category}::text or starts_with(e.stream, ${filter.category + "-"}::text))`);

@@ -10,6 +10,9 @@ export interface ConnectOptions {
   path?: string;
   /** Pool size. */
   max?: number;
+  /** A LISTEN connection: never closed for idleness or age. */
+  onnotify?: (channel: string, payload: string) => void;
+  onclose?: () => void;
 }
 
 export function connect(options: ConnectOptions): Sql {
@@ -22,6 +25,8 @@ export function connect(options: ConnectOptions): Sql {
     onnotice: () => {},
     types: { bigint: postgres.BigInt },
     connection: { application_name: "eventstore" },
+    ...(options.onnotify ? { onnotify: options.onnotify, idle_timeout: undefined, max_lifetime: null } : {}),
+    ...(options.onclose ? { onclose: options.onclose } : {}),
   };
   const sql = options.path
     ? postgres({ ...settings, path: options.path, database: "postgres", username: "postgres" })

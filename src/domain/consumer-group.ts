@@ -17,5 +17,15 @@ export function consumerGroupMember(stream: string, size: number): number {
 
 /** The unsigned 32-bit hash of a stream name that consumer groups divide. */
 export function streamHash(stream: string): number {
-  return createHash("md5").update(stream, "utf8").digest().readUInt32BE(0);
+  let hash = recent.get(stream);
+  if (hash === undefined) {
+    hash = createHash("md5").update(stream, "utf8").digest().readUInt32BE(0);
+    // Every member of every group hashes each live event's stream: remember the busy ones.
+    if (recent.size >= RECENT_STREAMS) recent.clear();
+    recent.set(stream, hash);
+  }
+  return hash;
 }
+
+const RECENT_STREAMS = 10_000;
+const recent = new Map<string, number>();

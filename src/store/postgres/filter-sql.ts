@@ -69,7 +69,9 @@ function propertyCondition(sql: Sql, m: Matcher): Fragment {
     : property === "stream" ? sql`e.stream`
     : property === "id" ? sql`e.id::text collate "C"`
     : sql`e.stored_at`;
-  const value = (v: JsonValue | undefined) => (isTime ? sql`${String(v)}::timestamptz` : sql`${String(v)}::text collate "C"`);
+  // Times travel as text: a parameter typed timestamptz would be parsed by postgres.js with
+  // JavaScript's Date (to milliseconds), and PostgreSQL's reading is the one matchesFilter copies.
+  const value = (v: JsonValue | undefined) => (isTime ? sql`${String(v)}::text::timestamptz` : sql`${String(v)}::text collate "C"`);
   const values = () =>
     isTime
       ? sql`(select v::timestamptz from jsonb_array_elements_text(${JSON.stringify(m.values ?? [])}::text::jsonb) v)`

@@ -21,6 +21,10 @@ export function connect(options: ConnectOptions): Sql {
     // Fail fast when the database is down: the caller answers UNAVAILABLE and the pool
     // reconnects on the next query once it is back.
     connect_timeout: 5,
+    // postgres.js waits backoff(n) seconds before reconnecting, n counting every failed connect of
+    // the pool since the last success; its default reaches 10-20 s after a one-second outage, and
+    // every query waits that long once the database is back. Cap it at one second.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
     idle_timeout: 60,
     onnotice: () => {},
     types: { bigint: postgres.BigInt },

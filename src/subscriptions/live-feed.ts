@@ -53,6 +53,7 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
   async function readLog(): Promise<void> {
     while (wanted && !stopped) {
       wanted = false;
+      if (subscribers.size === 0) break;
       try {
         for (;;) {
           const page = await store.readAfter({ filter: EMPTY_FILTER }, head, options.pageSize);
@@ -103,7 +104,12 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
       head = await store.head();
       unwatch = await store.watch({
         onCommit: (position) => {
-          if (position > head) wake();
+          if (position <= head) return;
+          // With nobody to hand events to, the feed need not read them: every position up to
+          // a committed one is committed, so it can take that as its head. A subscriber behind
+          // it is refused by attach() and reads the difference from storage.
+          if (subscribers.size === 0 && !reading) head = position;
+          else wake();
         },
         onConnected: wake,
       });

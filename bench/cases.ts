@@ -1,0 +1,186 @@
+import { randomBytes } from "node:crypto";
+import type { EventStore } from "../src/store";
+import { createEventStoreClient, type ClientKind, type EventStoreClient } from "./event-store-client";
+import { createEvent, createEvents } from "./payload";
+import type { RawBaseline, RawClient } from "./raw-baseline";
+import { READ_STREAM, SEED_WRITERS, seedReadData } from "./seed";
+import type { ServerProcess } from "./server-process";
+import { combine, round, runTimed, summarize, type Measurement } from "./stats";
+import { createStoreClient } from "./store-client";
+
+export interface BenchSettings {
+  /** Unmeasured time before each side's first turn. */
+  warmupMs: number;
+  /** Measured time per side and case, split into `turns` turns taken alternately. */
+  durationMs: number;
+  turns: number;
+  /** Events in the stream that ReadStream reads. */
+  streamEvents: number;
+  /** Events in the whole log that ReadAll reads. */
+  logEvents: number;
+}
+
+export interface BenchContext {
+  server: ServerProcess;
+  clientKind: ClientKind;
+  /** Our store in the benchmark's process, for the figures without gRPC. */
+  store: EventStore;
+  raw: RawBaseline;
+  settings: BenchSettings;
+}
+
+/** One JSON line of the report. */
+export type CaseResult = Record<string, string | number>;
+
+export interface BenchCase {
+  name: string;
+  run(ctx: BenchContext): Promise<CaseResult>;
+}
+
+/** One side of a comparison: how many clients, and what one of them does once. */
+interface Side {
+  clients: number;
+  operation(client: number): Promise<number>;
+}
+
+interface Sides {
+  ours: Side;
+  store: Side;
+  raw: Side;
+  notify?: Side;
+}
+
+const RAW_PAGE_ROWS = 1000;
+
+/** Every case, in the order they run: reads first, on data seeded for them, then appends. */
+export function createCases(): BenchCase[] {
+  return [
+    { name: "seed", run: seed },
+    readCase("read-stream", (c) => c.readStream(READ_STREAM), (r) => r.readStream(READ_STREAM)),
+    readCase("read-all", (c) => c.readAll(), (r) => r.readAll(RAW_PAGE_ROWS)),
+    appendCase(1, 1),
+    appendCase(1, 8),
+    appendCase(1, 32),
+    appendCase(100, 1),
+    appendCase(100, 8),
+  ];
+}
+
+async function seed(ctx: BenchContext): Promise<CaseResult> {
+  await withClients(ctx, SEED_WRITERS, (ours, raw) => seedReadData(ours, raw, ctx.settings.streamEvents, ctx.settings.logEvents));
+  return { seeded_events: ctx.settings.logEvents };
+}
+
+function readCase(name: string, read: (c: EventStoreClient) => Promise<number>, readRaw: (r: RawClient) => Promise<number>): BenchCase {
+  return {
+    name,
+    run: (ctx) =>
+      withClients(ctx, 1, async ([ours], [raw]) => {
+        const expected = name === "read-stream" ? ctx.settings.streamEvents : ctx.settings.logEvents;
+        const checked = async (reading: Promise<number>) => {
+          const n = await reading;
+          if (n !== expected) throw new Error(`${name} read ${n} events, expected ${expected}`);
+          return n;
+        };
+        const store = createStoreClient(ctx.store);
+        return measure(ctx, name, 1, expected, {
+          ours: { clients: 1, operation: () => checked(read(ours)) },
+          store: { clients: 1, operation: () => checked(read(store)) },
+          raw: { clients: 1, operation: () => checked(readRaw(raw)) },
+        });
+      }),
+  };
+}
+
+function appendCase(eventsPerAppend: number, clients: number): BenchCase {
+  const name = `append${eventsPerAppend}-c${clients}`;
+  return {
+    name,
+    run: (ctx) =>
+      withClients(ctx, clients, async (ours, raws) => {
+        const run = randomBytes(4).toString("hex");
+        const store = createStoreClient(ctx.store);
+        const appender = (tag: string, client: (i: number) => EventStoreClient): Side => {
+          const next: (bigint | undefined)[] = [];
+          return {
+            clients,
+            async operation(i) {
+              const expected = next[i];
+              await client(i).append(`${name}-${run}-${tag}-${i}`, createEvents(eventsPerAppend, i), expected);
+              next[i] = (expected ?? -1n) + BigInt(eventsPerAppend);
+              return eventsPerAppend;
+            },
+          };
+        };
+        const inserter = (tag: string, insert: (r: RawClient, stream: string, revision: bigint) => Promise<void>): Side => {
+          const next = raws.map(() => 0n);
+          return {
+            clients,
+            async operation(i) {
+              await insert(raws[i], `${name}-${run}-${tag}-${i}`, next[i]);
+              next[i] += BigInt(eventsPerAppend);
+              return eventsPerAppend;
+            },
+          };
+        };
+        const sides: Sides = {
+          ours: appender("ours", (i) => ours[i]),
+          store: appender("store", () => store),
+          raw:
+            eventsPerAppend === 1
+              ? inserter("raw", (raw, s, rev) => raw.insert(s, rev, createEvent(0)))
+              : inserter("raw", (raw, s, rev) => raw.insertBatch(s, rev, createEvents(eventsPerAppend, 0))),
+          notify: eventsPerAppend === 1 ? inserter("notify", (raw, s, rev) => raw.insertNotify(s, rev, createEvent(0))) : undefined,
+        };
+        return measure(ctx, name, clients, eventsPerAppend, sides);
+      }),
+  };
+}
+
+/**
+ * Measures the sides in turns (ours, store, raw, ours, ...), so that a change in the load of
+ * this shared machine hits every side alike; each side warms up before its first turn. The
+ * server's RSS is the highest sample taken while the case ran.
+ */
+async function measure(ctx: BenchContext, name: string, clients: number, eventsPerOp: number, sides: Sides): Promise<CaseResult> {
+  const { warmupMs, durationMs, turns } = ctx.settings;
+  const entries = Object.entries(sides).filter((e): e is [string, Side] => e[1] !== undefined);
+  const parts = new Map<string, Measurement[]>(entries.map(([key]) => [key, []]));
+  let rss = ctx.server.rssMb();
+  const sampler = setInterval(() => (rss = Math.max(rss, ctx.server.rssMb())), 100);
+  try {
+    for (let turn = 0; turn < turns; turn++) {
+      for (const [key, side] of entries) {
+        parts.get(key)!.push(await runTimed({ ...side, warmupMs: turn === 0 ? warmupMs : 0, durationMs: durationMs / turns }));
+      }
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  const s = Object.fromEntries([...parts].map(([key, m]) => [key, summarize(combine(m))]));
+  const line: CaseResult = { case: name, clients, events_per_op: eventsPerOp };
+  for (const key of ["ours", "raw", "store", "notify"]) {
+    if (!s[key]) continue;
+    const prefix = key === "notify" ? "raw_notify" : key;
+    line[`${prefix}_eps`] = round(s[key].eps, 0);
+    line[`${prefix}_p50_ms`] = round(s[key].p50Ms, 2);
+    line[`${prefix}_p99_ms`] = round(s[key].p99Ms, 2);
+    line[`${prefix}_ops`] = s[key].ops;
+  }
+  line.ratio = round(s.ours.eps / s.raw.eps, 3);
+  line.store_ratio = round(s.store.eps / s.raw.eps, 3);
+  if (s.notify) line.ratio_vs_notify = round(s.ours.eps / s.notify.eps, 3);
+  line.server_rss_mb = round(Math.max(rss, ctx.server.rssMb()), 1);
+  return line;
+}
+
+async function withClients<T>(ctx: BenchContext, n: number, work: (ours: EventStoreClient[], raw: RawClient[]) => Promise<T>): Promise<T> {
+  const ours = Array.from({ length: n }, () => createEventStoreClient(ctx.clientKind, ctx.server.url));
+  const raw = await Promise.all(Array.from({ length: n }, () => ctx.raw.client()));
+  try {
+    return await work(ours, raw);
+  } finally {
+    for (const c of ours) c.close();
+    await Promise.all(raw.map((r) => r.end()));
+  }
+}

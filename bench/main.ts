@@ -1,0 +1,94 @@
+import { cpus, loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { openStore, type EventStore } from "../src/store";
+import { createBenchDatabase } from "./bench-database";
+import { createCases, type BenchSettings, type CaseResult } from "./cases";
+import { CLIENT_KINDS, type ClientKind } from "./event-store-client";
+import { createRawBaseline } from "./raw-baseline";
+import { formatTable } from "./report";
+import { startServerProcess, type ServerProcess } from "./server-process";
+
+const USAGE = `Usage: npm run bench -- [--quick] [--client ${CLIENT_KINDS.join("|")}] [--only NAME]
+
+Measures our server (as its own process, through gRPC) and a raw postgres.js baseline doing the
+same work on a fresh database; one JSON line per case on stdout, a table on stderr.
+  --quick     short runs and a smaller log (under a minute)
+  --client    the gRPC client library (default ${CLIENT_KINDS[0]})
+  --only      run only the cases whose name contains NAME (the seed always runs)
+Environment: BENCH_DATABASE_URL, else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres
+`;
+
+const FULL: BenchSettings = { warmupMs: 1000, durationMs: 6000, turns: 3, streamEvents: 10_000, logEvents: 50_000 };
+const QUICK: BenchSettings = { warmupMs: 200, durationMs: 800, turns: 1, streamEvents: 10_000, logEvents: 15_000 };
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      quick: { type: "boolean" },
+      client: { type: "string", default: CLIENT_KINDS[0] },
+      only: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const clientKind = values.client as ClientKind;
+  if (!CLIENT_KINDS.includes(clientKind)) throw new Error(`--client must be one of ${CLIENT_KINDS.join(", ")}`);
+  const settings = values.quick ? QUICK : FULL;
+  const adminUrl = process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
+
+  const db = await createBenchDatabase(adminUrl);
+  let server: ServerProcess | undefined;
+  let store: EventStore | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      try {
+        await store?.close();
+        await server?.stop();
+      } finally {
+        await db.drop();
+      }
+    })());
+  process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
+  try {
+    const pg = await db.settings();
+    process.stderr.write(
+      `bench: database ${db.name}; PostgreSQL ${pg.server_version}, fsync ${pg.fsync}, ` +
+        `synchronous_commit ${pg.synchronous_commit}, shared_buffers ${pg.shared_buffers}; ` +
+        `${cpus().length} CPUs, load average ${loadavg()[0].toFixed(1)}; ` +
+        `client ${clientKind}; ${values.quick ? "quick" : "full"} (${settings.durationMs} ms per side and case)\n`,
+    );
+    server = await startServerProcess({ databaseUrl: db.url });
+    // After the server: it has migrated the database.
+    store = await openStore({ location: { kind: "postgres", url: db.url }, migrate: false });
+    const raw = createRawBaseline(db.url);
+    await raw.setup();
+    const results: CaseResult[] = [];
+    const cases = createCases().filter((c) => c.name === "seed" || !values.only || c.name.includes(values.only));
+    for (const c of cases) {
+      const started = performance.now();
+      const result = await c.run({ server, clientKind, store, raw, settings });
+      process.stderr.write(`bench: ${c.name} done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+      if (c.name === "seed") continue;
+      const line = { ...result, client: clientKind };
+      results.push(line);
+      process.stdout.write(JSON.stringify(line) + "\n");
+    }
+    process.stderr.write(`\n${formatTable(results)}load average ${loadavg()[0].toFixed(1)} at the end\n`);
+    return 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -17,6 +17,8 @@ import { listen, type RequestHandler } from "./listen";
 export interface RunningServer {
   port: number;
   store: EventStore;
+  /** Subscriptions now attached to live delivery (for tests and diagnostics). */
+  liveSubscribers(): number;
   /** Graceful stop: refuse new calls, end open streams with UNAVAILABLE, let in-flight appends finish. */
   stop(): Promise<void>;
 }
@@ -76,6 +78,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   return {
     port: listener.port,
     store,
+    liveSubscribers: () => feed.subscriberCount,
     stop() {
       stopping ??= (async () => {
         health.set("", ServingStatus.NOT_SERVING);

@@ -1,6 +1,6 @@
 import { DEFAULT_LIMITS, silentLogger, type Limits } from "../../src/domain";
 import type { StoreLocation } from "../../src/store";
-import { loadConfig } from "../../src/server/config";
+import { loadConfig, type Config } from "../../src/server/config";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 
 export interface TestServer extends RunningServer {
@@ -9,14 +9,19 @@ export interface TestServer extends RunningServer {
 }
 
 /** The real server, in this process, on a free port. */
-export async function startTestServer(location: StoreLocation, limits: Partial<Limits> = {}): Promise<TestServer> {
-  const config = {
+export async function startTestServer(
+  location: StoreLocation,
+  limits: Partial<Limits> = {},
+  settings: Partial<Config> = {},
+): Promise<TestServer> {
+  const config: Config = {
     ...loadConfig([], {}),
     host: "127.0.0.1",
     port: 0,
     location,
     limits: { ...DEFAULT_LIMITS, ...limits },
     shutdownGraceMs: 2000,
+    ...settings,
   };
   const server = await startServer(config, silentLogger);
   return Object.assign(server, { url: `http://127.0.0.1:${server.port}` });

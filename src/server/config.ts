@@ -24,6 +24,8 @@ export interface Config {
   };
   /** Interval of HTTP/2 pings that find dead peers; 0: none. */
   pingIntervalMs: number;
+  /** Compress response messages of at least this many bytes for clients that accept it; 0: never. */
+  compressMinBytes: number;
 }
 
 /** Every setting: its flag, its environment variable, its default, and what it means. */
@@ -48,6 +50,7 @@ const SETTINGS = {
   "subscriber-buffer-events": { env: "SUBSCRIBER_BUFFER_EVENTS", default: "10000", help: "live events buffered per subscriber before it falls behind" },
   "subscriber-buffer-bytes": { env: "SUBSCRIBER_BUFFER_BYTES", default: String(16 * 1024 * 1024), help: "live event bytes buffered per subscriber before it falls behind" },
   "listen-probe-interval-ms": { env: "LISTEN_PROBE_INTERVAL_MS", default: "10000", help: "how often the LISTEN connection is proven alive" },
+  "compress-min-bytes": { env: "COMPRESS_MIN_BYTES", default: "0", help: "gzip responses of at least this many bytes for clients that accept it (0: never)" },
   "ping-interval-ms": { env: "PING_INTERVAL_MS", default: "30000", help: "HTTP/2 ping interval to find dead peers (0: off)" },
   "max-filter-terms": { env: "MAX_FILTER_TERMS", default: String(DEFAULT_LIMITS.maxFilterTerms), help: "most types, matchers and values in one filter" },
 } as const;
@@ -128,6 +131,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       listenProbeIntervalMs: int("listen-probe-interval-ms", 100),
     },
     pingIntervalMs: int("ping-interval-ms", 0),
+    compressMinBytes: int("compress-min-bytes", 0),
   };
 }
 

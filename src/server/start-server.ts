@@ -59,6 +59,11 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     // Refuse oversized requests before buffering them: the append limit, plus room for base64
     // in Connect JSON and for the envelope.
     readMaxBytes: Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024,
+    // Every common client offers gzip, and connect-node would then compress each message of
+    // 1 KiB or more: for a subscription, one gzip run per event, which cost more CPU than
+    // everything else together and let readers fall behind writers. Off unless asked for;
+    // compressed requests are accepted either way.
+    compressMinBytes: config.compressMinBytes === 0 ? Number.MAX_SAFE_INTEGER : config.compressMinBytes,
   }) as RequestHandler;
   const listener = await listen(withSpecGrpcMessage(handler), {
     host: config.host,

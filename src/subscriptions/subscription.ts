@@ -86,6 +86,10 @@ export async function* subscribe(
 
     const queue = new LiveQueue(position, selects, settings.queue, (q) => feed.detach(q));
     if (!feed.attach(queue, position)) continue; // the feed is ahead: more history first
+    // A consumer that hangs up while a write to it is blocked leaves this generator suspended
+    // at a yield that may never return: leave the feed as soon as the call ends, not later.
+    const leave = () => feed.detach(queue);
+    signal.addEventListener("abort", leave, { once: true });
     try {
       yield { kind: "caught_up", position };
       reported = position;
@@ -116,6 +120,7 @@ export async function* subscribe(
         }
       }
     } finally {
+      signal.removeEventListener("abort", leave);
       feed.detach(queue);
     }
   }

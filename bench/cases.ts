@@ -1,6 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { EventStore } from "../src/store";
+import { catchUpCase } from "./catch-up";
 import { createEventStoreClient, type ClientKind, type EventStoreClient } from "./event-store-client";
+import { fanOutCase, type FanOutSettings } from "./fan-out";
+import type { Isolation } from "./isolated-server";
+import { liveLatencyCase, type LiveLatencySettings } from "./live-latency";
 import { createEvent, createEvents } from "./payload";
 import type { RawBaseline, RawClient } from "./raw-baseline";
 import { READ_STREAM, SEED_WRITERS, seedReadData } from "./seed";
@@ -18,6 +22,12 @@ export interface BenchSettings {
   streamEvents: number;
   /** Events in the whole log that ReadAll reads. */
   logEvents: number;
+  subscriptions: {
+    live: LiveLatencySettings;
+    fanOut: FanOutSettings;
+    /** Events in the log that the catch-up case's subscriber reads from the start. */
+    catchUpEvents: number;
+  };
 }
 
 export interface BenchContext {
@@ -27,6 +37,8 @@ export interface BenchContext {
   store: EventStore;
   raw: RawBaseline;
   settings: BenchSettings;
+  /** For cases that need a database and server of their own. */
+  isolation: Isolation;
 }
 
 /** One JSON line of the report. */
@@ -52,7 +64,10 @@ interface Sides {
 
 const RAW_PAGE_ROWS = 1000;
 
-/** Every case, in the order they run: reads first, on data seeded for them, then appends. */
+/**
+ * Every case, in the order they run: reads first, on data seeded for them, then appends; then
+ * subscriptions, each on a database and server of its own.
+ */
 export function createCases(): BenchCase[] {
   return [
     { name: "seed", run: seed },
@@ -63,6 +78,9 @@ export function createCases(): BenchCase[] {
     appendCase(1, 32),
     appendCase(100, 1),
     appendCase(100, 8),
+    liveLatencyCase(),
+    fanOutCase(),
+    catchUpCase(),
   ];
 }
 

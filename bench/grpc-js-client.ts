@@ -17,7 +17,7 @@ interface ServiceClient extends grpc.Client {
 let serviceClient: grpc.ServiceClientConstructor | undefined;
 
 /** The client stub from our .proto, as a user of @grpc/grpc-js would load it. */
-function serviceClientConstructor(): grpc.ServiceClientConstructor {
+export function serviceClientConstructor(): grpc.ServiceClientConstructor {
   if (serviceClient) return serviceClient;
   const protoRoot = join(__dirname, "..", "..", "proto");
   const definition = loadSync("eventstore/v1/eventstore.proto", {

@@ -1,25 +1,58 @@
 import { cpus, loadavg } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { openStore, type EventStore } from "../src/store";
 import { createBenchDatabase } from "./bench-database";
 import { createCases, type BenchSettings, type CaseResult } from "./cases";
 import { CLIENT_KINDS, type ClientKind } from "./event-store-client";
+import { createIsolation } from "./isolated-server";
 import { createRawBaseline } from "./raw-baseline";
 import { formatTable } from "./report";
 import { startServerProcess, type ServerProcess } from "./server-process";
 
 const USAGE = `Usage: npm run bench -- [--quick] [--client ${CLIENT_KINDS.join("|")}] [--only NAME]
+         [--live-rate N] [--server-cpu-prof DIR]
 
 Measures our server (as its own process, through gRPC) and a raw postgres.js baseline doing the
-same work on a fresh database; one JSON line per case on stdout, a table on stderr.
-  --quick     short runs and a smaller log (under a minute)
+same work on a fresh database (the subscription cases: each on a database and server of their
+own); one JSON line per case on stdout, a table on stderr.
+  --quick     short runs and smaller logs (about a minute)
   --client    the gRPC client library (default ${CLIENT_KINDS[0]})
-  --only      run only the cases whose name contains NAME (the seed always runs)
+  --only      run only the cases whose name contains NAME, or one of NAME,NAME,... (the seed
+              always runs)
+  --live-rate N
+              events per second that live-latency's writer appends (default 1000, in appends
+              of N/100 events every 10 ms)
+  --server-cpu-prof DIR
+              start every server process with node --cpu-prof, its profile written to DIR
+              when it stops (summarize one with node dist/bench/profile-summary.js FILE)
 Environment: BENCH_DATABASE_URL, else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres
 `;
 
-const FULL: BenchSettings = { warmupMs: 1000, durationMs: 6000, turns: 3, streamEvents: 10_000, logEvents: 50_000 };
-const QUICK: BenchSettings = { warmupMs: 200, durationMs: 800, turns: 1, streamEvents: 10_000, logEvents: 15_000 };
+const FULL: BenchSettings = {
+  warmupMs: 1000,
+  durationMs: 6000,
+  turns: 3,
+  streamEvents: 10_000,
+  logEvents: 50_000,
+  subscriptions: {
+    live: { subscribers: 100, channels: 4, tickMs: 10, eventsPerTick: 10, warmupMs: 1000, durationMs: 10_000 },
+    fanOut: { subscribers: 1000, channels: 10, eventsPerAppend: 100, warmupMs: 1000, durationMs: 10_000 },
+    catchUpEvents: 1_000_000,
+  },
+};
+const QUICK: BenchSettings = {
+  warmupMs: 200,
+  durationMs: 800,
+  turns: 1,
+  streamEvents: 10_000,
+  logEvents: 15_000,
+  subscriptions: {
+    live: { ...FULL.subscriptions.live, warmupMs: 300, durationMs: 1500 },
+    fanOut: { ...FULL.subscriptions.fanOut, warmupMs: 1000, durationMs: 2000 },
+    catchUpEvents: 200_000,
+  },
+};
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -28,6 +61,8 @@ async function main(): Promise<number> {
       quick: { type: "boolean" },
       client: { type: "string", default: CLIENT_KINDS[0] },
       only: { type: "string" },
+      "server-cpu-prof": { type: "string" },
+      "live-rate": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -38,9 +73,18 @@ async function main(): Promise<number> {
   const clientKind = values.client as ClientKind;
   if (!CLIENT_KINDS.includes(clientKind)) throw new Error(`--client must be one of ${CLIENT_KINDS.join(", ")}`);
   const settings = values.quick ? QUICK : FULL;
+  if (values["live-rate"] !== undefined) {
+    const live = settings.subscriptions.live;
+    const perTick = (Number(values["live-rate"]) * live.tickMs) / 1000;
+    if (!Number.isInteger(perTick) || perTick < 1) throw new Error(`--live-rate must be a multiple of ${1000 / live.tickMs}`);
+    live.eventsPerTick = perTick;
+  }
   const adminUrl = process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 
+  const profileDir = values["server-cpu-prof"];
+  const nodeArgs = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`] : [];
   const db = await createBenchDatabase(adminUrl);
+  const isolation = createIsolation(adminUrl, nodeArgs);
   let server: ServerProcess | undefined;
   let store: EventStore | undefined;
   let cleaning: Promise<void> | undefined;
@@ -49,6 +93,7 @@ async function main(): Promise<number> {
       try {
         await store?.close();
         await server?.stop();
+        await isolation.cleanup();
       } finally {
         await db.drop();
       }
@@ -62,16 +107,17 @@ async function main(): Promise<number> {
         `${cpus().length} CPUs, load average ${loadavg()[0].toFixed(1)}; ` +
         `client ${clientKind}; ${values.quick ? "quick" : "full"} (${settings.durationMs} ms per side and case)\n`,
     );
-    server = await startServerProcess({ databaseUrl: db.url });
+    server = await startServerProcess({ databaseUrl: db.url, nodeArgs });
     // After the server: it has migrated the database.
     store = await openStore({ location: { kind: "postgres", url: db.url }, migrate: false });
     const raw = createRawBaseline(db.url);
     await raw.setup();
     const results: CaseResult[] = [];
-    const cases = createCases().filter((c) => c.name === "seed" || !values.only || c.name.includes(values.only));
+    const only = values.only?.split(",");
+    const cases = createCases().filter((c) => c.name === "seed" || !only || only.some((name) => c.name.includes(name)));
     for (const c of cases) {
       const started = performance.now();
-      const result = await c.run({ server, clientKind, store, raw, settings });
+      const result = await c.run({ server, clientKind, store, raw, settings, isolation });
       process.stderr.write(`bench: ${c.name} done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
       if (c.name === "seed") continue;
       const line = { ...result, client: clientKind };

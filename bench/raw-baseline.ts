@@ -11,6 +11,8 @@ export interface RawClient {
   insertNotify(stream: string, revision: bigint, event: BenchEvent): Promise<void>;
   /** One multi-row INSERT of a batch, from arrays through unnest. */
   insertBatch(stream: string, firstRevision: bigint, events: BenchEvent[]): Promise<void>;
+  /** The same, and a NOTIFY of the batch's last position, in one statement. */
+  insertBatchNotify(stream: string, firstRevision: bigint, events: BenchEvent[]): Promise<void>;
   /** `select ... where stream = $1 order by revision`, in one query; answers the row count. */
   readStream(stream: string): Promise<number>;
   /** The whole table by position, in pages of `pageSize`; answers the row count. */
@@ -31,7 +33,9 @@ const BYTEA = 17;
 const UUID = 2950;
 const JSONB = 3802;
 
-const COLUMNS = "position, stream, revision, id, type, content_type, data, metadata, stored_at";
+export const COLUMNS = "position, stream, revision, id, type, content_type, data, metadata, stored_at";
+/** The channel of insertNotify and insertBatchNotify. */
+export const RAW_CHANNEL = "bench_events";
 
 export function createRawBaseline(url: string): RawBaseline {
   const connect = (): Sql =>
@@ -90,14 +94,15 @@ function createRawClient(sql: Sql): RawClient {
         select pg_notify('bench_events', position::text) from inserted`;
     },
     async insertBatch(stream, firstRevision, events) {
+      await sql`insert into bench.events (stream, revision, id, type, content_type, data, metadata) ${batchRows(sql, stream, firstRevision, events)}`;
+    },
+    async insertBatchNotify(stream, firstRevision, events) {
       await sql`
-        insert into bench.events (stream, revision, id, type, content_type, data, metadata)
-        select ${stream}, ${firstRevision} + u.k - 1, u.id, u.type, u.content_type, u.data, u.metadata
-          from unnest(
-            ${sql.array(events.map((e) => e.id), UUID)}, ${sql.array(events.map((e) => e.type), TEXT)},
-            ${sql.array(events.map((e) => e.contentType), TEXT)}, ${sql.array(events.map((e) => e.data), BYTEA)},
-            ${sql.array(events.map((e) => e.metadata) as never[], JSONB)}
-          ) with ordinality as u(id, type, content_type, data, metadata, k)`;
+        with inserted as (
+          insert into bench.events (stream, revision, id, type, content_type, data, metadata)
+          ${batchRows(sql, stream, firstRevision, events)}
+          returning position)
+        select pg_notify(${RAW_CHANNEL}, max(position)::text) from inserted`;
     },
     async readStream(stream) {
       const rows = await sql`select ${sql.unsafe(COLUMNS)} from bench.events where stream = ${stream} order by revision`;
@@ -116,4 +121,14 @@ function createRawClient(sql: Sql): RawClient {
     },
     end: () => sql.end({ timeout: 5 }),
   };
+}
+
+function batchRows(sql: Sql, stream: string, firstRevision: bigint, events: BenchEvent[]) {
+  return sql`
+    select ${stream}, ${firstRevision} + u.k - 1, u.id, u.type, u.content_type, u.data, u.metadata
+      from unnest(
+        ${sql.array(events.map((e) => e.id), UUID)}, ${sql.array(events.map((e) => e.type), TEXT)},
+        ${sql.array(events.map((e) => e.contentType), TEXT)}, ${sql.array(events.map((e) => e.data), BYTEA)},
+        ${sql.array(events.map((e) => e.metadata) as never[], JSONB)}
+      ) with ordinality as u(id, type, content_type, data, metadata, k)`;
 }

@@ -15,12 +15,40 @@ const COLUMNS: [title: string, cell: (r: CaseResult) => string][] = [
   ["server RSS MB", (r) => num(r.server_rss_mb)],
 ];
 
-/** A plain-text table of the case results, for people. */
+const SUBSCRIPTION_COLUMNS: [title: string, cell: (r: CaseResult) => string][] = [
+  ["case", (r) => String(r.case)],
+  ["subscribers", (r) => String(r.clients)],
+  ["delivered ev/s", (r) => num(r.delivered_eps ?? r.ours_eps)],
+  ["raw ev/s", (r) => num(r.raw_eps)],
+  ["ratio", (r) => num(r.ratio)],
+  ["p50/p99/max ms", (r) => triple(r.ours_p50_ms, r.ours_p99_ms, r.ours_max_ms)],
+  ["raw p50/p99/max ms", (r) => triple(r.raw_p50_ms, r.raw_p99_ms, r.raw_max_ms)],
+  ["CPU % server/client/pg/others", (r) => [r.server_cpu_pct, r.client_cpu_pct, r.postgres_cpu_pct, r.others_cpu_pct].map(num).join("/")],
+  ["server RSS MB", (r) => num(r.server_rss_mb)],
+  ["LISTEN conns", (r) => num(r.listen_connections)],
+  ["KB/idle sub", (r) => num(r.kb_per_idle_subscriber)],
+  ["fell behind", (r) => num(r.fell_behind)],
+];
+
+/** Plain-text tables of the case results, for people: reads and appends, then subscriptions. */
 export function formatTable(results: CaseResult[]): string {
-  const rows = [COLUMNS.map(([title]) => title), ...results.map((r) => COLUMNS.map(([, cell]) => cell(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  const subscriptions = results.filter((r) => r.events_per_op === undefined);
+  const others = results.filter((r) => r.events_per_op !== undefined);
+  return [
+    others.length > 0 ? table(COLUMNS, others) : "",
+    subscriptions.length > 0 ? table(SUBSCRIPTION_COLUMNS, subscriptions) : "",
+  ].filter((t) => t !== "").join("\n");
+}
+
+function table(columns: [title: string, cell: (r: CaseResult) => string][], results: CaseResult[]): string {
+  const rows = [columns.map(([title]) => title), ...results.map((r) => columns.map(([, cell]) => cell(r)))];
+  const widths = columns.map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
   return [line(rows[0]), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n") + "\n";
+}
+
+function triple(a: string | number | undefined, b: string | number | undefined, c: string | number | undefined): string {
+  return a === undefined ? "-" : `${num(a)} / ${num(b)} / ${num(c)}`;
 }
 
 function num(value: string | number | undefined): string {

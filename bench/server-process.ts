@@ -17,6 +17,8 @@ export interface ServerProcessOptions {
   /** More environment for the server (DB_POOL_SIZE, ...). */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Options for node itself, before the script (`--cpu-prof`, ...). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -26,7 +28,7 @@ export interface ServerProcessOptions {
  */
 export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
   const main = join(__dirname, "..", "src", "server", "main.js");
-  const child = spawn(process.execPath, [main, "serve"], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), main, "serve"], {
     env: {
       ...process.env,
       HOST: "127.0.0.1",
@@ -102,6 +104,18 @@ function readRssMb(pid: number): number {
   try {
     const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return match ? Number(match[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** utime + stime of /proc/PID/stat, in clock ticks of 1/100 s (USER_HZ on Linux). */
+export function readCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The fields after the command name, which may hold spaces, start with the state (field 3).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
   }

@@ -32,6 +32,55 @@ const LATENCY: Figure[] = [
   ["server RSS MB", "server_rss_mb", mb],
 ];
 
+const pct = (v: number) => v.toFixed(0);
+const kb = (v: number) => v.toFixed(1);
+const count = (v: number) => v.toLocaleString("en-US");
+
+/** The subscription cases, each with figures of its own. */
+const SUBSCRIPTIONS: Record<string, Figure[]> = {
+  "live-latency": [
+    ["written ev/s", "ours_written_eps", eps],
+    ["delivered ev/s (all subscribers)", "delivered_eps", eps],
+    ["**p50 ms**", "ours_p50_ms", ms],
+    ["**p99 ms**", "ours_p99_ms", ms],
+    ["max ms", "ours_max_ms", ms],
+    ["raw p50 ms", "raw_p50_ms", ms],
+    ["raw p99 ms", "raw_p99_ms", ms],
+    ["raw max ms", "raw_max_ms", ms],
+    ["server CPU %", "server_cpu_pct", pct],
+    ["client CPU %", "client_cpu_pct", pct],
+    ["client loop delay p99 ms", "client_loop_delay_p99_ms", ms],
+    ["fell behind", "fell_behind", count],
+  ],
+  "fan-out": [
+    ["LISTEN connections", "listen_connections", count],
+    ["**KB per idle subscriber**", "kb_per_idle_subscriber", kb],
+    ["RSS, no subscribers MB", "rss_no_subscribers_mb", mb],
+    ["RSS, idle subscribers MB", "rss_idle_subscribers_mb", mb],
+    ["first batch: answer ms", "first_batch_answer_ms", ms],
+    ["first batch: earliest event ms", "first_batch_earliest_event_ms", ms],
+    ["first batch: first event ms", "first_batch_first_event_ms", ms],
+    ["first batch: all delivered ms", "first_batch_all_delivered_ms", ms],
+    ["written ev/s", "written_eps", eps],
+    ["**delivered ev/s (all subscribers)**", "delivered_eps", eps],
+    ["per subscriber ev/s", "subscriber_eps_median", eps],
+    ["server CPU %", "server_cpu_pct", pct],
+    ["client CPU %", "client_cpu_pct", pct],
+    ["fell behind", "fell_behind", count],
+  ],
+  "catch-up": [
+    ["ours ev/s", "ours_eps", eps],
+    ["raw ev/s", "raw_eps", eps],
+    ["**ratio**", "ratio", ratio],
+    ["store ev/s", "store_eps", eps],
+    ["store/raw", "store_ratio", ratio],
+    ["ours s", "ours_s", (v) => v.toFixed(1)],
+    ["server CPU %", "server_cpu_pct", pct],
+    ["client CPU %", "client_cpu_pct", pct],
+    ["others' CPU %", "others_cpu_pct", pct],
+  ],
+};
+
 type Result = Record<string, number | string>;
 
 function main(files: string[]): void {
@@ -43,8 +92,11 @@ function main(files: string[]): void {
       byCase.set(String(result.case), [...(byCase.get(String(result.case)) ?? []), result]);
     }
   }
+  const subscriptions = new Map([...byCase].filter(([name]) => name in SUBSCRIPTIONS));
+  const others = new Map([...byCase].filter(([name]) => !(name in SUBSCRIPTIONS)));
   process.stdout.write(`Runs: ${files.length}. Each cell: median (min–max).\n\n`);
-  process.stdout.write(table(byCase, THROUGHPUT) + "\n" + table(byCase, LATENCY));
+  if (others.size > 0) process.stdout.write(table(others, THROUGHPUT) + "\n" + table(others, LATENCY));
+  for (const [name, results] of subscriptions) process.stdout.write("\n" + table(new Map([[name, results]]), SUBSCRIPTIONS[name]));
 }
 
 function table(byCase: Map<string, Result[]>, figures: Figure[]): string {

@@ -40,7 +40,7 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
   const run = randomBytes(4).toString("hex");
   const ours = await oursSide(ctx, env, run);
   const raw = await rawSide(ctx, env, run);
-  const line: CaseResult = {
+  return {
     case: "live-latency",
     clients: s.subscribers,
     channels: s.channels,
@@ -49,17 +49,16 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
     ...latencyFields("ours", ours.summary),
     delivered_eps: round(ours.summary.deliveredEps, 0),
     ...latencyFields("raw", raw.summary),
+    missing: ours.summary.missing,
+    raw_missing: raw.summary.missing,
+    duplicates: ours.receipts.duplicates,
+    fell_behind: ours.fellBehind,
+    failed_streams: ours.failedStreams,
+    skipped_ticks: ours.writer.skippedTicks,
+    failed_appends: ours.writer.failedWrites,
+    ...ours.usage,
+    server_rss_mb: round(ours.rssMb, 1),
   };
-  line.missing = ours.summary.missing;
-  line.raw_missing = raw.summary.missing;
-  line.duplicates = ours.receipts.duplicates;
-  line.fell_behind = ours.fellBehind;
-  line.failed_streams = ours.failedStreams;
-  line.skipped_ticks = ours.writer.skippedTicks;
-  line.failed_appends = ours.writer.failedWrites;
-  Object.assign(line, ours.usage);
-  line.server_rss_mb = round(ours.rssMb, 1);
-  return line;
 }
 
 function latencyFields(prefix: string, s: LatencySummary): CaseResult {

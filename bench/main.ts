@@ -16,7 +16,7 @@ const USAGE = `Usage: npm run bench -- [--quick] [--client ${CLIENT_KINDS.join("
 Measures our server (as its own process, through gRPC) and a raw postgres.js baseline doing the
 same work on a fresh database (the subscription cases: each on a database and server of their
 own); one JSON line per case on stdout, a table on stderr.
-  --quick     short runs and smaller logs (about a minute)
+  --quick     short runs and smaller logs (a little over a minute)
   --client    the gRPC client library (default ${CLIENT_KINDS[0]})
   --only      run only the cases whose name contains NAME, or one of NAME,NAME,... (the seed
               always runs)

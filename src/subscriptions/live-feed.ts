@@ -53,8 +53,15 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
   async function readLog(): Promise<void> {
     while (wanted && !stopped) {
       wanted = false;
-      if (subscribers.size === 0) break;
       try {
+        if (subscribers.size === 0) {
+          // Nobody to hand events to: only keep the head fresh (a poll also covers commits
+          // whose notification was lost). Checked again after the await: a subscriber that
+          // attached meanwhile must be given everything after the old head.
+          const latest = await store.head();
+          if (subscribers.size === 0 && latest > head) head = latest;
+          if (subscribers.size === 0) continue;
+        }
         for (;;) {
           const page = await store.readAfter({ filter: EMPTY_FILTER }, head, options.pageSize);
           if (page.reached > head || page.events.length > 0) {

@@ -261,16 +261,17 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         ["eq on an array value", { metadataKey: "tags" }, "eq", ["x"], undefined, ["1/0"]],
         ["type property eq", { property: "type" }, "eq", "Closed", undefined, ["2/1"]],
         ["type property regex", { property: "type" }, "regex", "^Op", undefined, ["1/0", "2/0", "x-3/0"]],
-        ["stream property in", { property: "stream" }, "in", undefined, ["A-1"], []],
       ] as const)("matches metadata and properties: %s", async (_, field, operator, value, values, expected) => {
         const got = await mine({ filter: { eventTypes: [], matchers: [{ field: field as never, operator, value: value as never, values: values as never }] } });
         expect(got).toEqual(expected.map((x) => `${cat}${x.startsWith("x") ? "" : "-"}${x}`));
       });
 
-      it("matches the id and stored_at properties", async () => {
+      it("matches the id, stored_at and stream properties", async () => {
         const [first] = await readAll({ filter: { streamPrefix: a, eventTypes: [], matchers: [] } });
         expect(await mine({ filter: { eventTypes: [], matchers: [{ field: { property: "id" }, operator: "eq", value: first.id }] } })).toEqual([`${a}/0`]);
         expect(await mine({ filter: { eventTypes: [], matchers: [{ field: { property: "stored_at" }, operator: "lt", value: before.toISOString() }] } })).toEqual([`${a}/0`]);
+        // Stream names compare exactly: another case of a name does not match.
+        expect(await mine({ filter: { eventTypes: [], matchers: [{ field: { property: "stream" }, operator: "in", values: [b, a.toUpperCase()] }] } })).toEqual([`${b}/0`, `${b}/1`]);
       });
 
       it("refuses invalid matchers before reading", async () => {

@@ -86,7 +86,7 @@ async function storeCatchUp(url: string): Promise<number> {
     const request = { selection: { filter: EMPTY_FILTER }, start: { kind: "start" as const }, heartbeatMs: 10_000 };
     let n = 0;
     for await (const m of subscribe(settings, request, abort.signal)) {
-      if (m.kind === "event") n++;
+      if (m.kind === "events") n += m.events.length;
       else if (m.kind === "caught_up") break;
     }
     return n;

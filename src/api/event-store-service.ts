@@ -1,6 +1,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { EventStoreService } from "../../gen/eventstore/v1/eventstore_pb";
+import type { MessageShape } from "@bufbuild/protobuf";
+import { EventStoreService, ReadAllResponseSchema, ReadStreamResponseSchema } from "../../gen/eventstore/v1/eventstore_pb";
 import {
   invalidArgument,
   validateAppends,
@@ -13,7 +14,8 @@ import {
 import type { EventStore } from "../store";
 import { toConnectError } from "./connect-error";
 import type { createSubscribeHandler } from "./subscribe-handler";
-import { fromAppendResult, fromRecordedEvent, fromStreamInfo } from "./domain-to-proto";
+import { fromAppendResult, fromStreamInfo } from "./domain-to-proto";
+import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire } from "./event-messages";
 import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStreamAppend } from "./proto-to-domain";
 
 export interface EventStoreServiceOptions {
@@ -28,7 +30,6 @@ export interface EventStoreServiceOptions {
   subscribe: ReturnType<typeof createSubscribeHandler>;
 }
 
-const DEFAULT_MESSAGE_BYTES = 1024 * 1024;
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 
@@ -46,27 +47,17 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
   }
 
   /** Streams event pages as messages of at most `messageBytes`, until done, cancelled or shut down. */
-  async function* stream<T>(
+  async function* stream<S extends typeof ReadStreamResponseSchema | typeof ReadAllResponseSchema>(
     ctx: HandlerContext,
+    schema: S,
     pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>,
     asJson: boolean,
-    wrap: (events: ReturnType<typeof fromRecordedEvent>[]) => T,
-  ): AsyncGenerator<T> {
+  ): AsyncGenerator<MessageShape<S>> {
     const signal = AbortSignal.any([ctx.signal, shutdown]);
+    const wire = eventWire(ctx, asJson);
     try {
       for await (const page of pages(signal)) {
-        let batch: ReturnType<typeof fromRecordedEvent>[] = [];
-        let bytes = 0;
-        for (const e of page) {
-          if (batch.length > 0 && bytes + e.data.byteLength > messageBytes) {
-            yield wrap(batch);
-            batch = [];
-            bytes = 0;
-          }
-          batch.push(fromRecordedEvent(e, asJson));
-          bytes += e.data.byteLength + 128;
-        }
-        if (batch.length > 0) yield wrap(batch);
+        yield* eventMessages(schema, page, wire, messageBytes);
         if (shutdown.aborted) break;
       }
     } catch (e) {
@@ -103,7 +94,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       } catch (e) {
         throw toConnectError(e, log);
       }
-      yield* stream(ctx, pages, asJson, (events) => ({ events }));
+      yield* stream(ctx, ReadStreamResponseSchema, pages, asJson);
     },
 
     async *readAll(req, ctx) {
@@ -121,7 +112,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       } catch (e) {
         throw toConnectError(e, log);
       }
-      yield* stream(ctx, pages, asJson, (events) => ({ events }));
+      yield* stream(ctx, ReadAllResponseSchema, pages, asJson);
     },
 
     listStreams: (req) =>

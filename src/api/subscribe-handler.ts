@@ -2,9 +2,9 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
+  EventBatchSchema,
   StartPoint,
   SubscribeResponseSchema,
-  type RecordedEvent as ProtoRecordedEvent,
   type SubscribeRequest,
   type SubscribeResponse,
 } from "../../gen/eventstore/v1/eventstore_pb";
@@ -19,7 +19,8 @@ import {
 } from "../domain";
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
 import { toConnectError } from "./connect-error";
-import { fromRecordedEvent } from "./domain-to-proto";
+import { encodeRecordedEvent } from "./recorded-event-encoder";
+import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire, type EncodeEvent } from "./event-messages";
 import { toFilter, toJsonEncoding } from "./proto-to-domain";
 
 export interface SubscribeOptions {
@@ -28,6 +29,8 @@ export interface SubscribeOptions {
   log: Logger;
   shutdown: AbortSignal;
   defaultHeartbeatMs: number;
+  /** Most bytes of encoded events in one response message (a message holds at least one event). */
+  messageBytes?: number;
 }
 
 const MIN_HEARTBEAT_MS = 100;
@@ -36,13 +39,13 @@ const MAX_HEARTBEAT_MS = 3_600_000;
 /** Serves EventStoreService.Subscribe: request checks, then the subscription's messages as proto. */
 export function createSubscribeHandler(options: SubscribeOptions) {
   const { log, shutdown } = options;
-  // Every live subscriber gets the same event objects from the feed: convert each once.
-  const converted = [new WeakMap<RecordedEvent, ProtoRecordedEvent>(), new WeakMap<RecordedEvent, ProtoRecordedEvent>()];
-  const toProto = (e: RecordedEvent, asJson: boolean) => {
-    const cache = converted[asJson ? 1 : 0];
-    let p = cache.get(e);
-    if (!p) cache.set(e, (p = fromRecordedEvent(e, asJson)));
-    return p;
+  // Every live subscriber gets the same event objects from the feed: encode each once, for all.
+  const encoded = [new WeakMap<RecordedEvent, Uint8Array>(), new WeakMap<RecordedEvent, Uint8Array>()];
+  const encodeShared: EncodeEvent = (e, payloadAsJson) => {
+    const cache = encoded[payloadAsJson ? 1 : 0];
+    let bytes = cache.get(e);
+    if (!bytes) cache.set(e, (bytes = encodeRecordedEvent(e, payloadAsJson)));
+    return bytes;
   };
 
   return async function* (req: SubscribeRequest, ctx: HandlerContext): AsyncGenerator<SubscribeResponse> {
@@ -58,8 +61,16 @@ export function createSubscribeHandler(options: SubscribeOptions) {
     }
     const signal = AbortSignal.any([ctx.signal, shutdown]);
     try {
+      const wire = eventWire(ctx, asJson);
       for await (const m of subscribe(options.settings, request, signal)) {
-        yield toResponse(m, (e) => toProto(e, asJson));
+        if (m.kind !== "events") {
+          yield toResponse(m);
+          continue;
+        }
+        const encode = m.live ? encodeShared : encodeRecordedEvent;
+        for (const batch of eventMessages(EventBatchSchema, m.events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
+          yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
+        }
       }
     } catch (e) {
       if (!shutdown.aborted) throw toConnectError(e, log);
@@ -107,12 +118,10 @@ function toSubscriptionRequest(req: SubscribeRequest, defaultHeartbeatMs: number
   };
 }
 
-function toResponse(m: SubscriptionMessage, event: (e: RecordedEvent) => ProtoRecordedEvent): SubscribeResponse {
+function toResponse(m: Exclude<SubscriptionMessage, { kind: "events" }>): SubscribeResponse {
   switch (m.kind) {
     case "confirmation":
       return create(SubscribeResponseSchema, { message: { case: "confirmation", value: { subscriptionId: m.id, afterPosition: m.after } } });
-    case "event":
-      return create(SubscribeResponseSchema, { message: { case: "event", value: event(m.event) } });
     case "caught_up":
       return create(SubscribeResponseSchema, { message: { case: "caughtUp", value: { position: m.position } } });
     case "fell_behind":

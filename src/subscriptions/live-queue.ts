@@ -62,16 +62,20 @@ export class LiveQueue implements LiveSubscriber {
     this.wakeUp?.();
   }
 
-  /** The next batch, "idle" after `idleMs` without one, or "overflow"; throws if the feed failed. */
+  /** Every batch waiting, merged; "idle" after `idleMs` without one, or "overflow"; throws if the feed failed. */
   async next(idleMs: number, signal: AbortSignal): Promise<LiveItem> {
     for (;;) {
       if (this.error !== undefined) throw this.error;
       if (this.overflowed) return { kind: "overflow" };
-      const item = this.items.shift();
-      if (item) {
-        this.count -= item.events.length;
-        for (const e of item.events) this.bytes -= e.data.byteLength;
-        return { kind: "events", ...item };
+      if (this.items.length > 0) {
+        // Everything waiting, at once: a consumer that fell a little behind catches up in one
+        // message rather than one per wake-up.
+        const items = this.items;
+        this.items = [];
+        this.count = 0;
+        this.bytes = 0;
+        const events = items.length === 1 ? items[0].events : items.flatMap((i) => i.events);
+        return { kind: "events", events, reached: items[items.length - 1].reached };
       }
       if (signal.aborted) return { kind: "idle" };
       const woken = await new Promise<boolean>((resolve) => {

@@ -20,7 +20,8 @@ export interface SubscriptionRequest {
 
 export type SubscriptionMessage =
   | { kind: "confirmation"; id: string; after: bigint }
-  | { kind: "event"; event: RecordedEvent }
+  /** Consecutive matching events, in log order; `live` ones are the same objects for every live subscriber. */
+  | { kind: "events"; events: RecordedEvent[]; live: boolean }
   | { kind: "caught_up"; position: bigint }
   | { kind: "fell_behind"; position: bigint }
   | { kind: "checkpoint"; position: bigint }
@@ -69,9 +70,9 @@ export async function* subscribe(
     // History, from storage, at the consumer's pace.
     for (;;) {
       const page = await store.readAfter(selection, position, settings.pageSize);
-      for (const event of page.events) {
-        yield { kind: "event", event };
-        reported = position = event.position;
+      if (page.events.length > 0) {
+        yield { kind: "events", events: page.events, live: false };
+        reported = position = page.events[page.events.length - 1].position;
         lastSent = lastReport = now();
         if (signal.aborted) return;
       }
@@ -103,9 +104,9 @@ export async function* subscribe(
           break;
         }
         if (item.kind === "events") {
-          for (const event of item.events) {
-            yield { kind: "event", event };
-            reported = position = event.position;
+          if (item.events.length > 0) {
+            yield { kind: "events", events: item.events, live: true };
+            reported = position = item.events[item.events.length - 1].position;
             lastSent = lastReport = now();
           }
           if (item.reached > position) position = item.reached;

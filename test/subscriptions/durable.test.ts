@@ -269,7 +269,7 @@ async function subscribeUntilCaughtUp(request: Partial<SubscribeRequest>): Promi
   try {
     for await (const m of client.subscribe(request as SubscribeRequest, { signal: abort.signal }) as AsyncIterable<SubscribeResponse>) {
       if (m.message.case === "confirmation") confirmedAfter = m.message.value.afterPosition;
-      if (m.message.case === "event") history.push({ id: m.message.value.id, position: m.message.value.position });
+      if (m.message.case === "events") for (const e of m.message.value.events) history.push({ id: e.id, position: e.position });
       if (m.message.case === "caughtUp") break;
     }
   } finally {

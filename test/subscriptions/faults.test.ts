@@ -115,11 +115,12 @@ function startSubscriber(name: string, urls: string[], first: number, until: Abo
       s.calls.push(at);
       try {
         for await (const m of clientFor(urls[at]).subscribe({ filter, start: { case: "afterPosition", value: s.last } }, { signal: until })) {
-          if (m.message.case === "event") {
-            const { id, position } = m.message.value;
-            if (position <= s.last) s.violations.push(`event ${id} at ${position} after ${s.last}`);
-            s.received.push({ id, position, at: Date.now() });
-            s.last = position;
+          if (m.message.case === "events") {
+            for (const { id, position } of m.message.value.events) {
+              if (position <= s.last) s.violations.push(`event ${id} at ${position} after ${s.last}`);
+              s.received.push({ id, position, at: Date.now() });
+              s.last = position;
+            }
           } else if (m.message.case === "checkpoint") {
             if (m.message.value.position < s.last) s.violations.push(`checkpoint ${m.message.value.position} after ${s.last}`);
             else s.last = m.message.value.position;

@@ -32,7 +32,7 @@ function follow(client: Client<typeof EventStoreService>, request: Parameters<Cl
 }
 
 const caughtUp = (seen: SubscribeResponse[]) => seen.some((m) => m.message.case === "caughtUp");
-const eventTypes = (seen: SubscribeResponse[]) => seen.flatMap((m) => (m.message.case === "event" ? [m.message.value.type] : []));
+const eventTypes = (seen: SubscribeResponse[]) => seen.flatMap((m) => (m.message.case === "events" ? m.message.value.events.map((e) => e.type) : []));
 
 describe("subscriptions and the connection they live on", () => {
   let db: TestDatabase;

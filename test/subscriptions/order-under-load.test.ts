@@ -451,15 +451,16 @@ function follow(label: string, client: EventStoreClient, request: SubscribeInit,
               f.violations.push(`resumed after ${message.value.afterPosition}, asked for ${f.reached}`);
             }
             break;
-          case "event": {
-            const e = message.value;
-            if (e.position <= f.reached) f.violations.push(`event at ${e.position} after ${f.reached} was reported`);
-            f.reached = e.position;
-            const received = { id: e.id, stream: e.stream, revision: e.revision, position: e.position };
-            f.events.push(received);
-            while (options.holdWhile?.(received) && !call.signal.aborted) await sleep(5);
+          case "events":
+            if (message.value.events.length === 0) f.violations.push("an empty batch");
+            for (const e of message.value.events) {
+              if (e.position <= f.reached) f.violations.push(`event at ${e.position} after ${f.reached} was reported`);
+              f.reached = e.position;
+              const received = { id: e.id, stream: e.stream, revision: e.revision, position: e.position };
+              f.events.push(received);
+              while (options.holdWhile?.(received) && !call.signal.aborted) await sleep(5);
+            }
             break;
-          }
           case "caughtUp":
             if (f.live) f.violations.push("caught up twice without falling behind");
             f.live = true;

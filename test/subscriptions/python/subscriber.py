@@ -49,10 +49,12 @@ def main(target, stubs_dir, stream, live_events):
                             "after_position": str(response.confirmation.after_position),
                         }
                     )
-                elif kind == "event":
-                    messages.append({"kind": kind, "live": caught_up, **recorded(response.event, json_format)})
-                    if caught_up:
-                        live += 1
+                elif kind == "events":
+                    # A batch: one entry per event, so the other side sees the events in order.
+                    for event in response.events.events:
+                        messages.append({"kind": "event", "live": caught_up, **recorded(event, json_format)})
+                        if caught_up:
+                            live += 1
                 elif kind == "caught_up":
                     messages.append({"kind": kind, "position": str(response.caught_up.position)})
                     caught_up = True

@@ -3,8 +3,8 @@ import { serviceClientConstructor } from "./grpc-js-client";
 
 /** A SubscribeResponse as proto-loader decodes it (oneofs: true, longs as strings). */
 interface SubscribeResponse {
-  message: "confirmation" | "event" | "caughtUp" | "fellBehind" | "checkpoint" | "heartbeat";
-  event?: { id: string; position: string };
+  message: "confirmation" | "events" | "caughtUp" | "fellBehind" | "checkpoint" | "heartbeat";
+  events?: { events: { id: string; position: string }[] };
 }
 
 export interface SubscriptionHandlers {
@@ -54,7 +54,7 @@ export function createSubscribers(url: string, channels: number): Subscribers {
       });
       caughtUp.catch(() => {});
       call.on("data", (res: SubscribeResponse) => {
-        if (res.message === "event") handlers.onEvent(res.event!.id);
+        if (res.message === "events") for (const e of res.events!.events) handlers.onEvent(e.id);
         else if (res.message === "caughtUp") onCaughtUp();
         else if (res.message === "fellBehind") handlers.onFellBehind?.();
       });

@@ -21,9 +21,12 @@ export function eventWire(ctx: HandlerContext, payloadAsJson: boolean): EventWir
 
 /**
  * Most bytes of encoded events in one streamed response message, unless a message holds a single
- * event (up to the event size limit). Well under the 4 MiB that gRPC clients accept by default.
+ * event (up to the event size limit, well under the 4 MiB that gRPC clients accept by default).
+ * Large enough that per-message costs vanish (hundreds of typical events); small enough that a
+ * message waiting in each of a thousand slow streams' HTTP/2 buffers stays a few dozen MiB, where
+ * 1 MiB messages took a fan-out server past 1 GiB.
  */
-export const DEFAULT_MESSAGE_BYTES = 1024 * 1024;
+export const DEFAULT_MESSAGE_BYTES = 64 * 1024;
 
 /** The messages that carry a list of events: `repeated RecordedEvent events = 1` each. */
 type EventListSchema = typeof ReadStreamResponseSchema | typeof ReadAllResponseSchema | typeof EventBatchSchema;

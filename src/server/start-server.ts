@@ -37,7 +37,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       store,
       feed,
       queue: { maxEvents: config.subscriptions.bufferEvents, maxBytes: config.subscriptions.bufferBytes },
-      pageSize: 500,
+      pageSize: 1000,
       checkpointIntervalMs: config.subscriptions.checkpointIntervalMs,
     },
     limits: config.limits,

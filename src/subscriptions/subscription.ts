@@ -67,9 +67,12 @@ export async function* subscribe(
     position > reported ? settings.checkpointIntervalMs - (now() - lastReport) : Number.POSITIVE_INFINITY;
 
   while (!signal.aborted) {
-    // History, from storage, at the consumer's pace.
+    // History, from storage, at the consumer's pace, one page read ahead: the next page comes
+    // from PostgreSQL while this one goes out.
+    let reading = readAhead(store, selection, position, settings.pageSize);
     for (;;) {
-      const page = await store.readAfter(selection, position, settings.pageSize);
+      const page = await reading;
+      if (!page.end) reading = readAhead(store, selection, page.reached, settings.pageSize);
       if (page.events.length > 0) {
         yield { kind: "events", events: page.events, live: false };
         reported = position = page.events[page.events.length - 1].position;
@@ -125,6 +128,12 @@ export async function* subscribe(
       feed.detach(queue);
     }
   }
+}
+
+function readAhead(store: EventStore, selection: Selection, after: bigint, pageSize: number) {
+  const page = store.readAfter(selection, after, pageSize);
+  page.catch(() => {}); // read ahead for a subscription that then ended: nobody waits for it
+  return page;
 }
 
 async function startPosition(store: EventStore, request: SubscriptionRequest, selection: Selection): Promise<bigint> {

@@ -48,7 +48,7 @@ describe("the Dockerfile", () => {
     expect(runtimeStage).toMatch(/^VOLUME \["\/data"\]$/m);
     expect(runtimeStage).toMatch(/^EXPOSE 50051$/m);
     expect(runtimeStage).not.toMatch(/DATABASE_URL=/);
-    expect(cmd()).toEqual(["node", "dist/src/server/main.js", "serve"]);
+    expect(cmd()).toEqual(["node", "--max-semi-space-size=32", "dist/src/server/main.js", "serve"]);
     // USER must come before CMD, and the volume's owner must be set before it is declared.
     expect(runtimeStage.indexOf("USER node")).toBeLessThan(runtimeStage.indexOf("CMD "));
     expect(runtimeStage.indexOf("chown node:node /data")).toBeLessThan(runtimeStage.indexOf("VOLUME "));

@@ -915,7 +915,7 @@ export type SubscribeResponse = Message<"eventstore.v1.SubscribeResponse"> & {
     case: "confirmation";
   } | {
     /**
-     * The next events, in log order: one or more (all that are ready, up to about 1 MiB).
+     * The next events, in log order: one or more (all that are ready, up to about 64 KiB).
      *
      * @generated from field: eventstore.v1.EventBatch events = 7;
      */

@@ -1,3 +1,4 @@
+import type { ChannelOptions } from "@grpc/grpc-js";
 import { EMPTY_FILTER, silentLogger } from "../src/domain";
 import { openStore } from "../src/store";
 import { createLiveFeed, subscribe } from "../src/subscriptions";
@@ -40,6 +41,7 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
   const ours = await checked("ours", () => oursCatchUp(env.server.url));
   const used = usage.stop();
   const rssMb = rss.stop();
+  const wide = await checked("ours, wide window", () => oursCatchUp(env.server.url, { "grpc-node.flow_control_window": WIDE_WINDOW_BYTES }));
   const store = await checked("store", () => storeCatchUp(env.url));
   const rawClient = await env.raw.client();
   const raw = await checked("raw", () => rawClient.readAll(RAW_PAGE_ROWS)).finally(() => rawClient.end());
@@ -51,6 +53,8 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
     raw_eps: round(events / raw, 0),
     store_eps: round(events / store, 0),
     ratio: round(raw / ours, 3),
+    ours_wide_window_eps: round(events / wide, 0),
+    ratio_wide_window: round(raw / wide, 3),
     store_ratio: round(raw / store, 3),
     ours_s: round(ours, 2),
     store_s: round(store, 2),
@@ -61,9 +65,16 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
   };
 }
 
+/**
+ * A grpc-js client's HTTP/2 receive window is 64 KiB unless it sets one: the server may not send
+ * more until the client has read it. The wide side sets 4 MiB (`grpc-node.flow_control_window`),
+ * as clients that size their window to the link (grpc-go, C-core's BDP probing) come to have.
+ */
+const WIDE_WINDOW_BYTES = 4 * 1024 * 1024;
+
 /** Subscribe from the start through grpc-js; answers the events received before caught-up. */
-async function oursCatchUp(url: string): Promise<number> {
-  const subscribers = createSubscribers(url, 1);
+async function oursCatchUp(url: string, channelOptions: ChannelOptions = {}): Promise<number> {
+  const subscribers = createSubscribers(url, 1, channelOptions);
   let n = 0;
   const subscription = subscribers.subscribe(0, { startPoint: "START_POINT_START" }, { onEvent: () => n++ });
   try {

@@ -32,12 +32,12 @@ export interface Subscribers {
  * Subscriptions through @grpc/grpc-js, as a user of it would open them, spread over
  * `channels` HTTP/2 connections of their own (a local subchannel pool each).
  */
-export function createSubscribers(url: string, channels: number): Subscribers {
+export function createSubscribers(url: string, channels: number, channelOptions: grpc.ChannelOptions = {}): Subscribers {
   const Client = serviceClientConstructor();
   const clients = Array.from(
     { length: channels },
     () =>
-      new Client(new URL(url).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }) as unknown as {
+      new Client(new URL(url).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, ...channelOptions }) as unknown as {
         subscribe(request: object): grpc.ClientReadableStream<SubscribeResponse>;
         close(): void;
       },

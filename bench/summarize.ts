@@ -72,6 +72,8 @@ const SUBSCRIPTIONS: Record<string, Figure[]> = {
     ["ours ev/s", "ours_eps", eps],
     ["raw ev/s", "raw_eps", eps],
     ["**ratio**", "ratio", ratio],
+    ["ours ev/s, 4 MiB window", "ours_wide_window_eps", eps],
+    ["ratio, 4 MiB window", "ratio_wide_window", ratio],
     ["store ev/s", "store_eps", eps],
     ["store/raw", "store_ratio", ratio],
     ["ours s", "ours_s", (v) => v.toFixed(1)],

@@ -42,6 +42,10 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
         throw limitExceeded(`${field}.type`, String(limits.maxEventTypeLength), String(event.type.length),
           `an event type is at most ${limits.maxEventTypeLength} characters`);
       }
+      // PostgreSQL's text and jsonb cannot hold U+0000: refused here rather than failing the write.
+      if (event.type.includes("\0")) throw invalidArgument(`${field}.type`, NUL_MESSAGE);
+      if (event.contentType.includes("\0")) throw invalidArgument(`${field}.content_type`, NUL_MESSAGE);
+      if (holdsNul(event.metadata)) throw invalidArgument(`${field}.metadata`, NUL_MESSAGE);
       if (ids.has(event.id)) throw invalidArgument(`${field}.id`, `event id ${event.id} appears twice in the request`);
       ids.add(event.id);
       const size = event.data.byteLength + Buffer.byteLength(JSON.stringify(event.metadata));
@@ -61,4 +65,16 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
     throw limitExceeded(`${prefix}events`, String(limits.maxAppendBytes), String(bytes),
       `an append carries at most ${limits.maxAppendBytes} bytes of data and metadata (got ${bytes})`);
   }
+}
+
+const NUL_MESSAGE = "must not contain the character U+0000";
+
+/** Whether a JSON value has U+0000 in any string or key. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("\0");
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) if (k.includes("\0") || holdsNul(v)) return true;
+  }
+  return false;
 }

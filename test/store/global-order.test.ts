@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   EMPTY_FILTER,
+  EventStoreError,
   isEventStoreError,
   type ExpectedRevision,
   type ProposedEvent,
@@ -8,7 +9,7 @@ import {
   type StreamAppend,
 } from "../../src/domain";
 import { connect, openStore, type EventStore } from "../../src/store";
-import { append } from "../../src/store/postgres/append";
+import { appendBatch } from "../../src/store/postgres/append";
 import type { Sql } from "../../src/store/postgres/sql";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 
@@ -150,7 +151,9 @@ async function appendInTransaction(sql: Sql, writer: number, ledger: Ledger): Pr
   const rollback = chance(ROLLBACK_RATE);
   try {
     const results = await sql.begin(async (tx) => {
-      const results = await append(tx as unknown as Sql, appends);
+      const [outcome] = await appendBatch(tx as unknown as Sql, [appends]);
+      if (outcome instanceof EventStoreError) throw outcome;
+      const results = outcome;
       await sleep(randomInt(MAX_DELAY_MS + 1));
       if (rollback) throw new Rollback();
       return results;
@@ -160,7 +163,7 @@ async function appendInTransaction(sql: Sql, writer: number, ledger: Ledger): Pr
     record(ledger, appends, "not committed");
     if (e instanceof Rollback) ledger.rollbacks++;
     // Wrong expected revision; "stream_exists" on a stream no one has written yet loses the same way.
-    else if ((e as { code?: string }).code === "ES001") ledger.conflicts++;
+    else if (e instanceof EventStoreError && e.kind === "WRONG_EXPECTED_REVISION") ledger.conflicts++;
     else throw e;
   }
 }

@@ -368,6 +368,9 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         ["no events", () => [{ stream: "ok-1", expected: "any", events: [] }], "INVALID_ARGUMENT", "events"],
         ["a repeated id", () => { const e = event(); return [{ stream: "ok-1", expected: "any", events: [e, e] }]; }, "INVALID_ARGUMENT", "events[1].id"],
         ["an oversized event", () => [{ stream: "ok-1", expected: "any", events: [{ ...event(), data: Buffer.alloc(1024 * 1024 + 1) }] }], "LIMIT_EXCEEDED", "events[0]"],
+        ["U+0000 in a type", () => [{ stream: "ok-1", expected: "any", events: [event("A\u0000B")] }], "INVALID_ARGUMENT", "events[0].type"],
+        ["U+0000 in a content type", () => [{ stream: "ok-1", expected: "any", events: [{ ...event(), contentType: "text/\u0000" }] }], "INVALID_ARGUMENT", "events[0].content_type"],
+        ["U+0000 in metadata", () => [{ stream: "ok-1", expected: "any", events: [event(), event("T", {}, { a: [{ b: "x\u0000" }] })] }], "INVALID_ARGUMENT", "events[1].metadata"],
         ["a stream twice in one append", () => [{ stream: "ok-1", expected: "any", events: [event()] }, { stream: "ok-1", expected: "any", events: [event()] }], "INVALID_ARGUMENT", "appends[1].stream"],
       ];
       it.each(cases)("refuses %s", async (_, appends, kind, field) => {

@@ -8,7 +8,8 @@ import {
   type Logger,
 } from "../../domain";
 import type { CommitWatcher, EventStore } from "../event-store";
-import { append } from "./append";
+import { appendBatch } from "./append";
+import { createAppendBatcher } from "./append-batcher";
 import { commitCheckpoint, getCheckpoint } from "./checkpoints";
 import { listenForCommits, type OpenListenConnection } from "./commit-listener";
 import { toEventStoreError } from "./database-error";
@@ -62,15 +63,21 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
       throw toEventStoreError(e);
     }
   }
+  // A batch is never larger than the largest single append may be.
+  const batcher = createAppendBatcher({
+    run: (batch) => appendBatch(sql, batch),
+    maxEvents: limits.maxAppendEvents,
+    maxBytes: limits.maxAppendBytes,
+    // Wake this process's subscribers at once; other servers hear the NOTIFY.
+    onCommit: (last) => {
+      for (const w of watchers) w.onCommit(last);
+    },
+  });
   return {
     append: (appends) =>
       guard(async () => {
         validateAppends(appends, limits);
-        const results = await append(sql, appends);
-        // Wake this process's subscribers at once; other servers hear the NOTIFY.
-        const last = results.reduce((max, r) => (!r.replayed && r.positions.at(-1)! > max ? r.positions.at(-1)! : max), 0n);
-        if (last > 0n) for (const w of watchers) w.onCommit(last);
-        return results;
+        return batcher.append(appends);
       }),
     readStream: (stream, opts, signal) =>
       guardIterable(() => {

@@ -55,7 +55,7 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
 
   const server = options.tls
     ? h2
-    : createNetServer((socket) => {
+    : createNetServer({ noDelay: true }, (socket) => {
         track(socket);
         // A peer that resets during the sniff must not become an uncaught error; one that
         // connects and says nothing is dropped.

@@ -19,6 +19,11 @@
 -- the log head at the first write, held until commit, so positions commit in order. A batch in
 -- which nothing is written never takes the log lock.
 --
+-- The idempotency check must look ids up in events' index, one by one: on a young database
+-- (before autovacuum's first ANALYZE, a minute or more) its cached generic plan hash-joined a
+-- sequential scan of events instead, so that every append cost more as the log grew, until the
+-- plan was replaced. Hash and merge joins are off in this function; it has no other join.
+--
 -- Returns one row per stream append, in input order.
 create function eventstore.append_batch(
   p_group_sizes int[],
@@ -34,7 +39,10 @@ create function eventstore.append_batch(
   stream text, revision bigint, first_position bigint, stored_at timestamptz, replayed boolean,
   error_code text, error_detail text
 )
-language plpgsql as $$
+language plpgsql
+set enable_hashjoin = off
+set enable_mergejoin = off
+as $$
 declare
   n int := coalesce(array_length(p_streams, 1), 0);
   groups int := coalesce(array_length(p_group_sizes, 1), 0);

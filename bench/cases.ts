@@ -76,6 +76,7 @@ export function createCases(): BenchCase[] {
     appendCase(1, 1),
     appendCase(1, 8),
     appendCase(1, 32),
+    hotAppendCase(32, 8),
     appendCase(100, 1),
     appendCase(100, 8),
     liveLatencyCase(),
@@ -124,7 +125,8 @@ function appendCase(eventsPerAppend: number, clients: number): BenchCase {
             clients,
             async operation(i) {
               const expected = next[i];
-              await client(i).append(`${name}-${run}-${tag}-${i}`, createEvents(eventsPerAppend, i), expected);
+              const written = await client(i).append(`${name}-${run}-${tag}-${i}`, createEvents(eventsPerAppend, i), expected);
+              if (!written) throw new Error(`${name}: a conflict on a stream of one writer`);
               next[i] = (expected ?? -1n) + BigInt(eventsPerAppend);
               return eventsPerAppend;
             },
@@ -151,6 +153,62 @@ function appendCase(eventsPerAppend: number, clients: number): BenchCase {
           notify: eventsPerAppend === 1 ? inserter("notify", (raw, s, rev) => raw.insertNotify(s, rev, createEvent(0))) : undefined,
         };
         return measure(ctx, name, clients, eventsPerAppend, sides);
+      }),
+  };
+}
+
+/**
+ * `clients` writers on `streams` hot streams (writer i on stream i % streams), one event per
+ * append, each with the expected revision its writer last saw: writers of one stream race, and
+ * a loser re-reads the stream's revision (GetStream; raw: `max(revision)`) and tries again.
+ * Events per second count what was written; a lost race is an operation that wrote nothing.
+ * Raw appends are single-row INSERTs at the next revision, refused by the unique index when it
+ * is taken, with and without a NOTIFY.
+ */
+function hotAppendCase(clients: number, streams: number): BenchCase {
+  const name = `append1-hot${streams}-c${clients}`;
+  return {
+    name,
+    run: (ctx) =>
+      withClients(ctx, clients, async (ours, raws) => {
+        const run = randomBytes(4).toString("hex");
+        const store = createStoreClient(ctx.store);
+        const stream = (tag: string, i: number) => `${name}-${run}-${tag}-${i % streams}`;
+        const racer = (tag: string, client: (i: number) => EventStoreClient): Side => {
+          const seen: (bigint | undefined)[] = [];
+          return {
+            clients,
+            async operation(i) {
+              if (await client(i).append(stream(tag, i), [createEvent(i)], seen[i])) {
+                seen[i] = (seen[i] ?? -1n) + 1n;
+                return 1;
+              }
+              seen[i] = await client(i).streamRevision(stream(tag, i));
+              return 0;
+            },
+          };
+        };
+        const rawRacer = (tag: string, notify: boolean): Side => {
+          const seen: (bigint | undefined)[] = [];
+          return {
+            clients,
+            async operation(i) {
+              const next = (seen[i] ?? -1n) + 1n;
+              if (await raws[i].tryInsert(stream(tag, i), next, createEvent(i), notify)) {
+                seen[i] = next;
+                return 1;
+              }
+              seen[i] = await raws[i].streamRevision(stream(tag, i));
+              return 0;
+            },
+          };
+        };
+        return measure(ctx, name, clients, 1, {
+          ours: racer("ours", (i) => ours[i]),
+          store: racer("store", () => store),
+          raw: rawRacer("raw", false),
+          notify: rawRacer("notify", true),
+        });
       }),
   };
 }

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { EventStoreService, ExpectedState, type ProposedEventSchema } from "../gen/eventstore/v1/eventstore_pb";
 import type { EventStoreClient } from "./event-store-client";
@@ -12,14 +12,28 @@ export function createConnectClient(url: string): EventStoreClient {
   const client = createClient(EventStoreService, transport);
   return {
     async append(stream, events, expectedRevision) {
-      await client.append({
-        stream,
-        events: events.map(toProposedEvent),
-        expected:
-          expectedRevision === undefined
-            ? { case: "expectedState", value: ExpectedState.NO_STREAM }
-            : { case: "expectedRevision", value: expectedRevision },
-      });
+      try {
+        await client.append({
+          stream,
+          events: events.map(toProposedEvent),
+          expected:
+            expectedRevision === undefined
+              ? { case: "expectedState", value: ExpectedState.NO_STREAM }
+              : { case: "expectedRevision", value: expectedRevision },
+        });
+        return true;
+      } catch (e) {
+        if (ConnectError.from(e).code === Code.Aborted) return false;
+        throw e;
+      }
+    },
+    async streamRevision(stream) {
+      try {
+        return (await client.getStream({ stream })).stream?.revision;
+      } catch (e) {
+        if (ConnectError.from(e).code === Code.NotFound) return undefined;
+        throw e;
+      }
     },
     async readStream(stream) {
       let n = 0;

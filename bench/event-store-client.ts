@@ -4,8 +4,13 @@ import { createGrpcJsClient } from "./grpc-js-client";
 
 /** The calls the benchmark makes on our server, whatever the gRPC library. */
 export interface EventStoreClient {
-  /** Appends to `stream` expecting `expectedRevision` (undefined: no stream yet). */
-  append(stream: string, events: BenchEvent[], expectedRevision: bigint | undefined): Promise<void>;
+  /**
+   * Appends to `stream` expecting `expectedRevision` (undefined: no stream yet). Answers false,
+   * having written nothing, when the stream is at another revision; throws on any other error.
+   */
+  append(stream: string, events: BenchEvent[], expectedRevision: bigint | undefined): Promise<boolean>;
+  /** The revision of the stream's last event; undefined when it has none. */
+  streamRevision(stream: string): Promise<bigint | undefined>;
   /** Reads a whole stream forwards; answers the number of events. */
   readStream(stream: string): Promise<number>;
   /** Reads the whole log forwards; answers the number of events. */

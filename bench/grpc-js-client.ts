@@ -10,6 +10,7 @@ interface ReadResponse {
 
 interface ServiceClient extends grpc.Client {
   append(request: object, callback: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
+  getStream(request: object, callback: (err: grpc.ServiceError | null, res?: { stream?: { revision?: string } }) => void): grpc.ClientUnaryCall;
   readStream(request: object): grpc.ClientReadableStream<ReadResponse>;
   readAll(request: object): grpc.ClientReadableStream<ReadResponse>;
 }
@@ -50,7 +51,17 @@ export function createGrpcJsClient(url: string): EventStoreClient {
           : { expectedRevision: expectedRevision.toString() }),
       };
       return new Promise((resolve, reject) => {
-        client.append(request, (err) => (err ? reject(err) : resolve()));
+        client.append(request, (err) => (err?.code === grpc.status.ABORTED ? resolve(false) : err ? reject(err) : resolve(true)));
+      });
+    },
+    streamRevision(stream) {
+      return new Promise((resolve, reject) => {
+        client.getStream({ stream }, (err, res) => {
+          if (err?.code === grpc.status.NOT_FOUND) return resolve(undefined);
+          if (err) return reject(err);
+          const revision = res?.stream?.revision;
+          resolve(revision === undefined ? undefined : BigInt(revision));
+        });
       });
     },
     readStream: (stream) => count(client.readStream({ stream })),

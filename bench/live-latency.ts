@@ -76,7 +76,7 @@ async function oursSide(ctx: BenchContext, env: IsolatedServer, run: string) {
   const appender = createEventStoreClient(ctx.clientKind, env.server.url);
   const subscribers = createSubscribers(env.server.url, s.channels);
   // A stream per append: appends in flight together need no expected revision of each other.
-  const writer = createPacedWriter({ ...s, maxInFlight: MAX_IN_FLIGHT, write: (tick, events) => appender.append(`live-${run}-${tick}`, events, undefined) });
+  const writer = createPacedWriter({ ...s, maxInFlight: MAX_IN_FLIGHT, write: async (tick, events) => void (await appender.append(`live-${run}-${tick}`, events, undefined)) });
   const receipts = createReceipts(writer, s.subscribers);
   let fellBehind = 0;
   let failedStreams = 0;

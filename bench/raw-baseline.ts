@@ -9,6 +9,13 @@ export interface RawClient {
   insert(stream: string, revision: bigint, event: BenchEvent): Promise<void>;
   /** One single-row INSERT and a NOTIFY of its position, in one statement (one transaction). */
   insertNotify(stream: string, revision: bigint, event: BenchEvent): Promise<void>;
+  /**
+   * One single-row INSERT at `revision` (with a NOTIFY in the same statement if `notify`);
+   * false when that revision of the stream is taken (the unique index refuses it).
+   */
+  tryInsert(stream: string, revision: bigint, event: BenchEvent, notify: boolean): Promise<boolean>;
+  /** The stream's last revision (`max(revision)`); undefined when it has none. */
+  streamRevision(stream: string): Promise<bigint | undefined>;
   /** One multi-row INSERT of a batch, from arrays through unnest. */
   insertBatch(stream: string, firstRevision: bigint, events: BenchEvent[]): Promise<void>;
   /** The same, and a NOTIFY of the batch's last position, in one statement. */
@@ -92,6 +99,19 @@ function createRawClient(sql: Sql): RawClient {
           values (${stream}, ${revision}, ${e.id}, ${e.type}, ${e.contentType}, ${e.data}, ${sql.json(e.metadata)})
           returning position)
         select pg_notify('bench_events', position::text) from inserted`;
+    },
+    async tryInsert(stream, revision, e, notify) {
+      try {
+        await (notify ? this.insertNotify(stream, revision, e) : this.insert(stream, revision, e));
+        return true;
+      } catch (err) {
+        if ((err as { code?: string }).code === "23505") return false;
+        throw err;
+      }
+    },
+    async streamRevision(stream) {
+      const [row] = await sql<{ revision: bigint | null }[]>`select max(revision) as revision from bench.events where stream = ${stream}`;
+      return row.revision ?? undefined;
     },
     async insertBatch(stream, firstRevision, events) {
       await sql`insert into bench.events (stream, revision, id, type, content_type, data, metadata) ${batchRows(sql, stream, firstRevision, events)}`;

@@ -1,4 +1,4 @@
-import { EMPTY_FILTER } from "../src/domain";
+import { EMPTY_FILTER, isEventStoreError } from "../src/domain";
 import type { EventStore } from "../src/store";
 import type { EventStoreClient } from "./event-store-client";
 
@@ -10,7 +10,21 @@ import type { EventStoreClient } from "./event-store-client";
 export function createStoreClient(store: EventStore): EventStoreClient {
   return {
     async append(stream, events, expectedRevision) {
-      await store.append([{ stream, expected: expectedRevision ?? "no_stream", events }]);
+      try {
+        await store.append([{ stream, expected: expectedRevision ?? "no_stream", events }]);
+        return true;
+      } catch (e) {
+        if (isEventStoreError(e) && e.kind === "WRONG_EXPECTED_REVISION") return false;
+        throw e;
+      }
+    },
+    async streamRevision(stream) {
+      try {
+        return (await store.getStream(stream)).revision;
+      } catch (e) {
+        if (isEventStoreError(e) && e.kind === "STREAM_NOT_FOUND") return undefined;
+        throw e;
+      }
     },
     readStream: (stream) => count(store.readStream(stream, { direction: "forwards" })),
     readAll: () => count(store.readAll({ direction: "forwards", filter: EMPTY_FILTER })),

@@ -3,6 +3,7 @@ import { EMPTY_FILTER, silentLogger } from "../src/domain";
 import { openStore } from "../src/store";
 import { createLiveFeed, subscribe } from "../src/subscriptions";
 import type { BenchCase, BenchContext, CaseResult } from "./cases";
+import { createEventStoreClient } from "./event-store-client";
 import { createSubscribers } from "./grpc-js-subscriber";
 import type { IsolatedServer } from "./isolated-server";
 import { seedLog } from "./seed-log";
@@ -42,6 +43,9 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
   const used = usage.stop();
   const rssMb = rss.stop();
   const wide = await checked("ours, wide window", () => oursCatchUp(env.server.url, { "grpc-node.flow_control_window": WIDE_WINDOW_BYTES }));
+  // The same log through ReadAll (issue 5's "ReadAll of 1,000,000 events").
+  const reader = createEventStoreClient(ctx.clientKind, env.server.url);
+  const readAll = await checked("ReadAll", () => reader.readAll()).finally(() => reader.close());
   const store = await checked("store", () => storeCatchUp(env.url));
   const rawClient = await env.raw.client();
   const raw = await checked("raw", () => rawClient.readAll(RAW_PAGE_ROWS)).finally(() => rawClient.end());
@@ -55,6 +59,8 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
     ratio: round(raw / ours, 3),
     ours_wide_window_eps: round(events / wide, 0),
     ratio_wide_window: round(raw / wide, 3),
+    read_all_eps: round(events / readAll, 0),
+    read_all_ratio: round(raw / readAll, 3),
     store_ratio: round(raw / store, 3),
     ours_s: round(ours, 2),
     store_s: round(store, 2),

@@ -49,8 +49,8 @@ const QUICK: BenchSettings = {
   logEvents: 15_000,
   subscriptions: {
     live: { ...FULL.subscriptions.live, warmupMs: 300, durationMs: 1500 },
-    fanOut: { ...FULL.subscriptions.fanOut, warmupMs: 1000, durationMs: 2000 },
-    catchUpEvents: 200_000,
+    fanOut: { ...FULL.subscriptions.fanOut, warmupMs: 500, durationMs: 1500 },
+    catchUpEvents: 100_000,
   },
 };
 

@@ -21,6 +21,8 @@ const SUBSCRIPTION_COLUMNS: [title: string, cell: (r: CaseResult) => string][] =
   ["delivered ev/s", (r) => num(r.delivered_eps ?? r.ours_eps)],
   ["raw ev/s", (r) => num(r.raw_eps)],
   ["ratio", (r) => num(r.ratio)],
+  ["ratio 4MiB window", (r) => num(r.ratio_wide_window)],
+  ["ReadAll ratio", (r) => num(r.read_all_ratio)],
   ["p50/p99/max ms", (r) => triple(r.ours_p50_ms, r.ours_p99_ms, r.ours_max_ms)],
   ["raw p50/p99/max ms", (r) => triple(r.raw_p50_ms, r.raw_p99_ms, r.raw_max_ms)],
   ["CPU % server/client/pg/others", (r) => [r.server_cpu_pct, r.client_cpu_pct, r.postgres_cpu_pct, r.others_cpu_pct].map(num).join("/")],

@@ -74,6 +74,8 @@ const SUBSCRIPTIONS: Record<string, Figure[]> = {
     ["**ratio**", "ratio", ratio],
     ["ours ev/s, 4 MiB window", "ours_wide_window_eps", eps],
     ["ratio, 4 MiB window", "ratio_wide_window", ratio],
+    ["ReadAll ev/s", "read_all_eps", eps],
+    ["ReadAll ratio", "read_all_ratio", ratio],
     ["store ev/s", "store_eps", eps],
     ["store/raw", "store_ratio", ratio],
     ["ours s", "ours_s", (v) => v.toFixed(1)],

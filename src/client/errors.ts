@@ -1,0 +1,89 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+
+/**
+ * Every failure the client reports: the gRPC code, the server's reason (google.rpc.ErrorInfo,
+ * e.g. WRONG_EXPECTED_REVISION) and its facts. The subclasses name the ones callers handle.
+ */
+export class EventStoreClientError extends Error {
+  override name = "EventStoreClientError";
+
+  constructor(
+    message: string,
+    readonly code: Code,
+    /** The server's reason, or "" when the failure did not come from our server. */
+    readonly reason: string,
+    readonly facts: Readonly<Record<string, string>>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The stream was not at the expected revision: nothing was written. */
+export class WrongExpectedRevisionError extends EventStoreClientError {
+  override name = "WrongExpectedRevisionError";
+  /** The stream's revision when the append was refused; undefined when it had no events. */
+  get actualRevision(): bigint | undefined {
+    const actual = this.facts.actual_revision;
+    return actual === undefined || actual === "none" ? undefined : BigInt(actual);
+  }
+  get stream(): string {
+    return this.facts.stream ?? "";
+  }
+  /** As the server wrote it: a revision, "any", "no_stream" or "stream_exists". */
+  get expectedRevision(): string {
+    return this.facts.expected_revision ?? "";
+  }
+}
+
+export class StreamNotFoundError extends EventStoreClientError {
+  override name = "StreamNotFoundError";
+}
+
+export class StreamTombstonedError extends EventStoreClientError {
+  override name = "StreamTombstonedError";
+}
+
+export class DuplicateEventIdError extends EventStoreClientError {
+  override name = "DuplicateEventIdError";
+}
+
+/** The request broke a rule; `field` names the part (e.g. "events[0].type"). */
+export class InvalidArgumentError extends EventStoreClientError {
+  override name = "InvalidArgumentError";
+  get field(): string {
+    return this.facts.field ?? "";
+  }
+}
+
+/** A size limit was passed; the facts carry `field`, `limit` and `value`. */
+export class LimitExceededError extends EventStoreClientError {
+  override name = "LimitExceededError";
+}
+
+/** The server or its database could not be reached: retrying later may succeed. */
+export class UnavailableError extends EventStoreClientError {
+  override name = "UnavailableError";
+}
+
+const BY_REASON: Record<string, typeof EventStoreClientError> = {
+  WRONG_EXPECTED_REVISION: WrongExpectedRevisionError,
+  STREAM_NOT_FOUND: StreamNotFoundError,
+  STREAM_DELETED: StreamNotFoundError,
+  STREAM_TOMBSTONED: StreamTombstonedError,
+  DUPLICATE_EVENT_ID: DuplicateEventIdError,
+  INVALID_ARGUMENT: InvalidArgumentError,
+  LIMIT_EXCEEDED: LimitExceededError,
+  UNAVAILABLE: UnavailableError,
+};
+
+/** The typed error for a failed call (a ConnectError, or anything a transport threw). */
+export function toClientError(e: unknown): EventStoreClientError {
+  if (e instanceof EventStoreClientError) return e;
+  const error = ConnectError.from(e);
+  const info = error.findDetails(ErrorInfoSchema)[0];
+  const reason = info?.reason ?? "";
+  const Class = BY_REASON[reason] ?? (error.code === Code.Unavailable ? UnavailableError : EventStoreClientError);
+  return new Class(error.rawMessage, error.code, reason, { ...(info?.metadata ?? {}) }, { cause: e });
+}

@@ -1,0 +1,23 @@
+export {
+  createEventStoreClient,
+  type AppendResult,
+  type EventStoreClient,
+  type EventStoreClientOptions,
+  type ExpectedRevision,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type StreamInfo,
+} from "./event-store-client";
+export {
+  DuplicateEventIdError,
+  EventStoreClientError,
+  InvalidArgumentError,
+  LimitExceededError,
+  StreamNotFoundError,
+  StreamTombstonedError,
+  UnavailableError,
+  WrongExpectedRevisionError,
+} from "./errors";
+export { jsonData, type EventData, type RecordedEvent } from "./events";
+export type { EventFilter } from "./filter";
+export type { ReconnectPolicy, SubscribeFrom, SubscribeOptions } from "./subscription";

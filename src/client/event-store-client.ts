@@ -71,6 +71,10 @@ export interface EventStoreClient {
   tombstoneStream(stream: string, options?: { expectedRevision?: ExpectedRevision }): Promise<void>;
   /** Every matching event, once, in order: the history, then live; reconnects and resumes on its own. */
   subscribe(options?: SubscribeOptions): AsyncIterable<RecordedEvent>;
+  /** Stores the position a named (durable) subscription has processed; `subscribe({ name })` resumes after it. */
+  commitCheckpoint(name: string, position: bigint): Promise<void>;
+  /** The position committed under a name; undefined when there is none. */
+  getCheckpoint(name: string): Promise<bigint | undefined>;
   /** Closes the connection; calls still open fail. */
   close(): void;
 }
@@ -148,6 +152,8 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
     deleteStream: (stream, opts = {}) => call(async () => void (await rpc.deleteStream({ stream, expected: expected(opts.expectedRevision) }))),
     tombstoneStream: (stream, opts = {}) =>
       call(async () => void (await rpc.tombstoneStream({ stream, expected: expected(opts.expectedRevision) }))),
+    commitCheckpoint: (name, position) => call(async () => void (await rpc.commitCheckpoint({ subscriptionName: name, position }))),
+    getCheckpoint: (name) => call(async () => (await rpc.getCheckpoint({ subscriptionName: name })).position),
     subscribe: (opts = {}) => resumingSubscription((request, signal) => rpc.subscribe(request, { signal }), opts, policy),
     close: () => sessionManager?.abort(),
   };

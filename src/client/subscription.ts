@@ -14,6 +14,12 @@ export interface SubscribeOptions {
   stream?: string;
   filter?: EventFilter;
   from?: SubscribeFrom;
+  /**
+   * A durable subscription: the first call starts right after the position last committed under
+   * this name (commitCheckpoint), if any, else at `from`. Reconnects resume after the last event
+   * received, not at the committed position, so nothing is delivered twice in one run.
+   */
+  name?: string;
   /** Aborting ends the subscription: the iteration then simply stops. */
   signal?: AbortSignal;
   /** Called each time the history is delivered and what follows is live (after every reconnect too). */
@@ -59,7 +65,8 @@ export async function* resumingSubscription(
           ? { case: "afterPosition", value: after }
           : { case: "startPoint", value: options.from === "end" ? StartPoint.END : StartPoint.START };
       try {
-        for await (const m of open({ stream: options.stream ?? "", filter, start }, signal)) {
+        const subscriptionName = after === undefined ? (options.name ?? "") : "";
+        for await (const m of open({ stream: options.stream ?? "", filter, start, subscriptionName }, signal)) {
           switch (m.message.case) {
             case "confirmation":
               // From the end: later calls resume where the first one started.

@@ -178,6 +178,22 @@ describe("subscribe", () => {
     }
   }, 60_000);
 
+  it("a named subscription starts right after its committed checkpoint", async () => {
+    const stream = name("durable");
+    const subscription = name("projector");
+    const written = await client.append(stream, [{ type: "A" }, { type: "B" }, { type: "C" }]);
+    expect(await client.getCheckpoint(subscription)).toBeUndefined();
+    await client.commitCheckpoint(subscription, written.positions[1]);
+    expect(await client.getCheckpoint(subscription)).toBe(written.positions[1]);
+    const seen: string[] = [];
+    for await (const e of client.subscribe({ stream, name: subscription, from: "start" })) {
+      seen.push(e.type);
+      if (e.position === written.positions[2]) break;
+    }
+    // A and B were processed before: only C comes.
+    expect(seen).toEqual(["C"]);
+  });
+
   it("from the end, a resumed subscription still gets what was written while it was away", async () => {
     const first = await startTestServer({ kind: "postgres", url: db.url });
     const port = first.port;

@@ -101,6 +101,9 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
           })),
         });
   const rpc: Client<typeof EventStoreService> = createClient(EventStoreService, transport);
+  // close() ends every call and subscription of this client (a subscription would reconnect).
+  const closed = new AbortController();
+  const signal = closed.signal;
 
   async function call<T>(work: () => Promise<T>): Promise<T> {
     try {
@@ -121,7 +124,7 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
   return {
     append: (stream, events, opts = {}) =>
       call(async () => {
-        const res = await rpc.append({ stream, events: events.map(toProposedEvent), expected: expected(opts.expectedRevision) });
+        const res = await rpc.append({ stream, events: events.map(toProposedEvent), expected: expected(opts.expectedRevision) }, { signal });
         return {
           stream: res.stream,
           revision: res.revision,
@@ -132,30 +135,46 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
       }),
     readStream: (stream, opts = {}) =>
       events(() =>
-        rpc.readStream({
-          stream,
-          direction: opts.direction === "backwards" ? Direction.BACKWARDS : Direction.FORWARDS,
-          fromRevision: opts.fromRevision,
-          limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
-        }),
+        rpc.readStream(
+          {
+            stream,
+            direction: opts.direction === "backwards" ? Direction.BACKWARDS : Direction.FORWARDS,
+            fromRevision: opts.fromRevision,
+            limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
+          },
+          { signal },
+        ),
       ),
     readAll: (opts = {}) =>
       events(() =>
-        rpc.readAll({
-          direction: opts.direction === "backwards" ? Direction.BACKWARDS : Direction.FORWARDS,
-          fromPosition: opts.fromPosition,
-          limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
-          filter: toProtoFilter(opts.filter),
-        }),
+        rpc.readAll(
+          {
+            direction: opts.direction === "backwards" ? Direction.BACKWARDS : Direction.FORWARDS,
+            fromPosition: opts.fromPosition,
+            limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
+            filter: toProtoFilter(opts.filter),
+          },
+          { signal },
+        ),
       ),
-    getStream: (stream) => call(async () => fromStreamInfo((await rpc.getStream({ stream })).stream)),
-    deleteStream: (stream, opts = {}) => call(async () => void (await rpc.deleteStream({ stream, expected: expected(opts.expectedRevision) }))),
+    getStream: (stream) => call(async () => fromStreamInfo((await rpc.getStream({ stream }, { signal })).stream)),
+    deleteStream: (stream, opts = {}) =>
+      call(async () => void (await rpc.deleteStream({ stream, expected: expected(opts.expectedRevision) }, { signal }))),
     tombstoneStream: (stream, opts = {}) =>
-      call(async () => void (await rpc.tombstoneStream({ stream, expected: expected(opts.expectedRevision) }))),
-    commitCheckpoint: (name, position) => call(async () => void (await rpc.commitCheckpoint({ subscriptionName: name, position }))),
-    getCheckpoint: (name) => call(async () => (await rpc.getCheckpoint({ subscriptionName: name })).position),
-    subscribe: (opts = {}) => resumingSubscription((request, signal) => rpc.subscribe(request, { signal }), opts, policy),
-    close: () => sessionManager?.abort(),
+      call(async () => void (await rpc.tombstoneStream({ stream, expected: expected(opts.expectedRevision) }, { signal }))),
+    commitCheckpoint: (name, position) =>
+      call(async () => void (await rpc.commitCheckpoint({ subscriptionName: name, position }, { signal }))),
+    getCheckpoint: (name) => call(async () => (await rpc.getCheckpoint({ subscriptionName: name }, { signal })).position),
+    subscribe: (opts = {}) =>
+      resumingSubscription(
+        (request, callSignal) => rpc.subscribe(request, { signal: callSignal }),
+        { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, signal]) : signal },
+        policy,
+      ),
+    close: () => {
+      closed.abort();
+      sessionManager?.abort();
+    },
   };
 }
 

@@ -56,6 +56,9 @@ export async function* resumingSubscription(
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
   let after = typeof options.from === "object" ? options.from.afterPosition : undefined;
+  // Until the server has confirmed a call, the request is the first one: the name (a durable
+  // subscription's committed checkpoint wins) and the start asked for.
+  let confirmed = false;
   let failures = 0;
   const filter = toProtoFilter(options.filter);
   try {
@@ -65,12 +68,13 @@ export async function* resumingSubscription(
           ? { case: "afterPosition", value: after }
           : { case: "startPoint", value: options.from === "end" ? StartPoint.END : StartPoint.START };
       try {
-        const subscriptionName = after === undefined ? (options.name ?? "") : "";
+        const subscriptionName = confirmed ? "" : (options.name ?? "");
         for await (const m of open({ stream: options.stream ?? "", filter, start, subscriptionName }, signal)) {
           switch (m.message.case) {
             case "confirmation":
-              // From the end: later calls resume where the first one started.
-              after ??= m.message.value.afterPosition;
+              // The first call's start (the end, a checkpoint) becomes a position to resume after.
+              if (!confirmed) after = m.message.value.afterPosition;
+              confirmed = true;
               break;
             case "events":
               failures = 0;

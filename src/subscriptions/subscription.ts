@@ -69,10 +69,12 @@ export async function* subscribe(
   while (!signal.aborted) {
     // History, from storage, at the consumer's pace, one page read ahead: the next page comes
     // from PostgreSQL while this one goes out.
-    let reading = readAhead(store, selection, position, settings.pageSize);
+    let rows = Math.min(FIRST_PAGE_ROWS, settings.pageSize);
+    let reading = readAhead(store, selection, position, rows);
     for (;;) {
       const page = await reading;
-      if (!page.end) reading = readAhead(store, selection, page.reached, settings.pageSize);
+      rows = nextPageRows(page.events, settings.pageSize);
+      if (!page.end) reading = readAhead(store, selection, page.reached, rows);
       if (page.events.length > 0) {
         yield { kind: "events", events: page.events, live: false };
         reported = position = page.events[page.events.length - 1].position;
@@ -128,6 +130,21 @@ export async function* subscribe(
       feed.detach(queue);
     }
   }
+}
+
+/**
+ * Catch-up pages hold about PAGE_BYTES of event data, whatever the events' size (up to
+ * `pageSize` rows), so that a subscriber holds at most two pages (one read ahead) of a few MiB,
+ * even in a log of 1 MiB events. The first page is small; the next ones follow what it held.
+ */
+const PAGE_BYTES = 4 * 1024 * 1024;
+const FIRST_PAGE_ROWS = 16;
+
+function nextPageRows(events: RecordedEvent[], pageSize: number): number {
+  if (events.length === 0) return pageSize;
+  let bytes = 0;
+  for (const e of events) bytes += e.data.byteLength + 256;
+  return Math.max(1, Math.min(pageSize, Math.floor(PAGE_BYTES / (bytes / events.length))));
 }
 
 function readAhead(store: EventStore, selection: Selection, after: bigint, pageSize: number) {

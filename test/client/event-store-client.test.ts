@@ -192,6 +192,28 @@ describe("subscribe", () => {
     }
     // A and B were processed before: only C comes.
     expect(seen).toEqual(["C"]);
+    // The committed checkpoint wins over the start asked for, whatever it is.
+    const again: string[] = [];
+    for await (const e of client.subscribe({ stream, name: subscription, from: { afterPosition: 0n } })) {
+      again.push(e.type);
+      if (e.position === written.positions[2]) break;
+    }
+    expect(again).toEqual(["C"]);
+  });
+
+  it("close() ends the client's subscriptions instead of letting them reconnect", async () => {
+    const closing = createEventStoreClient({ url: server.url, reconnect: { initialDelayMs: 10, maxDelayMs: 10 } });
+    const stream = name("closing");
+    await closing.append(stream, [{ type: "A" }]);
+    const seen: string[] = [];
+    const consuming = (async () => {
+      for await (const e of closing.subscribe({ stream })) seen.push(e.type);
+    })();
+    await until(() => seen.length === 1, 5000, "the first event");
+    closing.close();
+    await consuming; // ends, without an error
+    expect(seen).toEqual(["A"]);
+    await until(() => server.liveSubscribers() === 0, 5000, "the server to drop the subscription");
   });
 
   it("from the end, a resumed subscription still gets what was written while it was away", async () => {

@@ -104,6 +104,8 @@ describe("append batching", () => {
     written.forEach((p, i) => expect(p).toBe(written[0] + BigInt(i)));
     // What failed wrote nothing, not even the good half of the multi-stream append.
     expect(await failure(store.getStream(w))).toMatchObject({ kind: "STREAM_NOT_FOUND" });
+    const [{ rows }] = await sql<{ rows: number }[]>`select count(*)::int as rows from eventstore.streams where name = any(${[v, w]})`;
+    expect(rows).toBe(0); // not even an empty stream row, as before batching
     expect((await writers([v, w])).size).toBe(0);
   });
 

@@ -54,7 +54,11 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
   async function write(): Promise<void> {
     writing = true;
     try {
-      while (waiting.length > 0) await settle(take());
+      while (waiting.length > 0) {
+        const batch = take();
+        // settle answers every append; should it throw all the same, none is left waiting.
+        await settle(batch).catch((e) => batch.forEach((w) => w.reject(toEventStoreError(e))));
+      }
     } finally {
       writing = false;
     }

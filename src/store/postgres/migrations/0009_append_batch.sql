@@ -177,6 +177,12 @@ begin
     group_start := group_end + 1;
   end loop;
 
+  -- Rows this batch created for streams that got no event (their append failed) go again, as a
+  -- raised error would have rolled them back: failed appends leave nothing behind.
+  delete from eventstore.streams t
+   where t.name = any(p_streams) and t.revision = -1 and t.position is null
+     and not t.tombstoned and not t.deleted;
+
   if head is not null then
     update eventstore.log set position = head;
     -- A wake-up only: listeners read the events from the table.

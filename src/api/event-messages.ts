@@ -52,48 +52,36 @@ export function* eventMessages<S extends EventListSchema>(
   encode: EncodeEvent = encodeRecordedEvent,
 ): Generator<MessageShape<S>> {
   if (wire.jsonCodec) {
-    yield* objectMessages(schema, events, wire.payloadAsJson, maxBytes);
+    // An estimate of each event's size: the payload plus room for the other fields.
+    for (const part of bySize(events, (e) => e.data.byteLength + 128, maxBytes)) {
+      yield create(schema as EventListSchema, { events: part.map((e) => fromRecordedEvent(e, wire.payloadAsJson)) }) as MessageShape<S>;
+    }
     return;
   }
-  let unknown: { no: number; wireType: WireType; data: Uint8Array }[] = [];
-  let bytes = 0;
-  for (const e of events) {
-    const data = encode(e, wire.payloadAsJson);
-    if (unknown.length > 0 && bytes + data.byteLength + 1 > maxBytes) {
-      yield withUnknown(schema, unknown);
-      unknown = [];
-      bytes = 0;
-    }
-    unknown.push({ no: 1, wireType: WireType.LengthDelimited, data });
-    bytes += data.byteLength + 1;
+  // Encoded as the messages are taken, so that a long page is not held twice.
+  const encoded = (function* () {
+    for (const e of events) yield encode(e, wire.payloadAsJson);
+  })();
+  for (const part of bySize(encoded, (data) => data.byteLength + 1, maxBytes)) {
+    const message = create(schema) as MessageShape<S>;
+    message.$unknown = part.map((data) => ({ no: 1, wireType: WireType.LengthDelimited, data }));
+    yield message;
   }
-  if (unknown.length > 0) yield withUnknown(schema, unknown);
 }
 
-function withUnknown<S extends EventListSchema>(schema: S, unknown: MessageShape<S>["$unknown"]): MessageShape<S> {
-  const message = create(schema) as MessageShape<S>;
-  message.$unknown = unknown;
-  return message;
-}
-
-function* objectMessages<S extends EventListSchema>(
-  schema: S,
-  events: readonly RecordedEvent[],
-  payloadAsJson: boolean,
-  maxBytes: number,
-): Generator<MessageShape<S>> {
-  let batch: ReturnType<typeof fromRecordedEvent>[] = [];
+/** Consecutive runs of `items` of at most `maxBytes` by `size`; an item larger than that goes alone. */
+function* bySize<T>(items: Iterable<T>, size: (item: T) => number, maxBytes: number): Generator<T[]> {
+  let part: T[] = [];
   let bytes = 0;
-  for (const e of events) {
-    // An estimate: the payload plus room for the other fields.
-    const size = e.data.byteLength + 128;
-    if (batch.length > 0 && bytes + size > maxBytes) {
-      yield create(schema as EventListSchema, { events: batch }) as MessageShape<S>;
-      batch = [];
+  for (const item of items) {
+    const n = size(item);
+    if (part.length > 0 && bytes + n > maxBytes) {
+      yield part;
+      part = [];
       bytes = 0;
     }
-    batch.push(fromRecordedEvent(e, payloadAsJson));
-    bytes += size;
+    part.push(item);
+    bytes += n;
   }
-  if (batch.length > 0) yield create(schema as EventListSchema, { events: batch }) as MessageShape<S>;
+  if (part.length > 0) yield part;
 }

@@ -120,7 +120,7 @@ describe("eventMessages", () => {
     expect(positions).toEqual([1n, 2n, 3n]);
   });
 
-  it("encodes through the given function, so that live subscribers share one encoding per event", () => {
+  it("encodes each event once, through the given function (the subscribe handler passes its shared cache)", () => {
     const all = events(4, 10);
     const encoded = new Map<RecordedEvent, number>();
     const counting = (e: RecordedEvent, asJson: boolean) => {

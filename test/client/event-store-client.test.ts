@@ -45,6 +45,29 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
+/**
+ * A server of its own on the database that can be stopped and started again on the same port,
+ * and a store beside it to write while no server runs; `close` releases all of it.
+ */
+async function restartable() {
+  let running = await startTestServer({ kind: "postgres", url: db.url });
+  const port = running.port;
+  const url = running.url;
+  const store: EventStore = await openStore({ location: { kind: "postgres", url: db.url }, migrate: false });
+  return {
+    url,
+    stop: () => running.stop(),
+    start: async () => void (running = await startTestServer({ kind: "postgres", url: db.url }, {}, { port })),
+    /** One event of `type` in `stream`, written straight through the store. */
+    write: (stream: string, type: string) =>
+      store.append([{ stream, expected: "any", events: [{ id: randomUUID(), type, contentType: "application/json", data: Buffer.from("{}"), metadata: {} }] }]),
+    close: async () => {
+      await running.stop().catch(() => {});
+      await store.close();
+    },
+  };
+}
+
 describe("createEventStoreClient", () => {
   it("appends JSON and bytes with metadata and reads them back typed, forwards, backwards and from the whole log", async () => {
     const stream = name("order");
@@ -131,18 +154,11 @@ describe("subscribe", () => {
   });
 
   it("resumes after a server restart right after the last event it delivered: none missed, none repeated", async () => {
-    // A server of its own, restarted on the same port, while events are written without it.
-    const first = await startTestServer({ kind: "postgres", url: db.url });
-    const port = first.port;
-    let second: TestServer | undefined;
-    const store: EventStore = await openStore({ location: { kind: "postgres", url: db.url }, migrate: false });
-    const resuming = createEventStoreClient({ url: first.url, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+    const restarting = await restartable();
+    const resuming = createEventStoreClient({ url: restarting.url, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
     const category = name("resume");
-    const stream = (i: number) => `${category}-${i}`;
     const write = (from: number, to: number) =>
-      Promise.all(
-        Array.from({ length: to - from }, (_, k) => store.append([{ stream: stream(from + k), expected: "any", events: [{ id: randomUUID(), type: `E${from + k}`, contentType: "application/json", data: Buffer.from("{}"), metadata: {} }] }])),
-      );
+      Promise.all(Array.from({ length: to - from }, (_, k) => restarting.write(`${category}-${from + k}`, `E${from + k}`)));
     try {
       await write(0, 5);
       const seen: string[] = [];
@@ -159,9 +175,9 @@ describe("subscribe", () => {
         throw new Error(`${e.message}: ${seen.length} seen, reconnects ${reconnects.join(",")}`);
       });
       if (failed) throw failed;
-      await first.stop();
+      await restarting.stop();
       await write(5, 10); // while no server runs
-      second = await startTestServer({ kind: "postgres", url: db.url }, {}, { port });
+      await restarting.start();
       await until(() => seen.length >= 10, 15_000, "the events written while the server was down");
       await write(10, 12);
       await until(() => seen.length >= 12, 10_000, "live events after the restart");
@@ -172,9 +188,7 @@ describe("subscribe", () => {
       expect(new Set(seen).size).toBe(12);
     } finally {
       resuming.close();
-      await second?.stop();
-      await first.stop().catch(() => {});
-      await store.close();
+      await restarting.close();
     }
   }, 60_000);
 
@@ -217,13 +231,10 @@ describe("subscribe", () => {
   });
 
   it("from the end, a resumed subscription still gets what was written while it was away", async () => {
-    const first = await startTestServer({ kind: "postgres", url: db.url });
-    const port = first.port;
-    let second: TestServer | undefined;
-    const resuming = createEventStoreClient({ url: first.url, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+    const restarting = await restartable();
+    const resuming = createEventStoreClient({ url: restarting.url, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
     const stream = name("fromend");
-    const store = await openStore({ location: { kind: "postgres", url: db.url }, migrate: false });
-    const one = (type: string) => store.append([{ stream, expected: "any", events: [{ id: randomUUID(), type, contentType: "application/json", data: Buffer.from("{}"), metadata: {} }] }]);
+    const one = (type: string) => restarting.write(stream, type);
     try {
       await one("Before");
       let live = false;
@@ -233,9 +244,9 @@ describe("subscribe", () => {
         for await (const e of resuming.subscribe({ stream, from: "end", signal: abort.signal, onCaughtUp: () => (live = true) })) seen.push(e.type);
       })();
       await until(() => live, 10_000, "caught-up");
-      await first.stop();
+      await restarting.stop();
       await one("WhileAway");
-      second = await startTestServer({ kind: "postgres", url: db.url }, {}, { port });
+      await restarting.start();
       await until(() => seen.length >= 1, 15_000, "the event written while away");
       await one("Later");
       await until(() => seen.length >= 2, 10_000, "the live event");
@@ -244,9 +255,7 @@ describe("subscribe", () => {
       expect(seen).toEqual(["WhileAway", "Later"]);
     } finally {
       resuming.close();
-      await second?.stop();
-      await first.stop().catch(() => {});
-      await store.close();
+      await restarting.close();
     }
   }, 60_000);
 });

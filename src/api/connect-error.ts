@@ -12,6 +12,10 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   STREAM_TOMBSTONED: Code.FailedPrecondition,
   DUPLICATE_EVENT_ID: Code.AlreadyExists,
   LIMIT_EXCEEDED: Code.ResourceExhausted,
+  PROJECTION_NOT_FOUND: Code.NotFound,
+  PROJECTION_EXISTS: Code.AlreadyExists,
+  WRONG_EXPECTED_VERSION: Code.Aborted,
+  LEASE_HELD: Code.FailedPrecondition,
   UNAVAILABLE: Code.Unavailable,
   INTERNAL: Code.Internal,
 };

@@ -32,6 +32,8 @@ export function fromRecordedEvent(e: RecordedEvent, asJson: boolean): ProtoRecor
     revision: e.revision,
     position: e.position,
     storedAt: timestampFromDate(e.storedAt),
+    // A link's data, "<revision>@<stream>", is never JSON: it always goes as bytes.
+    link: e.link ? fromRecordedEvent(e.link, false) : undefined,
   });
 }
 

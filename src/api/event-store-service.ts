@@ -3,7 +3,6 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import type { MessageShape } from "@bufbuild/protobuf";
 import { EventStoreService, ReadAllResponseSchema, ReadStreamResponseSchema } from "../../gen/eventstore/v1/eventstore_pb";
 import {
-  invalidArgument,
   validateAppends,
   validateStreamName,
   validateSubscriptionName,
@@ -13,6 +12,7 @@ import {
 } from "../domain";
 import type { EventStore } from "../store";
 import { toConnectError } from "./connect-error";
+import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 import type { createSubscribeHandler } from "./subscribe-handler";
 import { fromAppendResult, fromStreamInfo } from "./domain-to-proto";
 import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire } from "./event-messages";
@@ -29,9 +29,6 @@ export interface EventStoreServiceOptions {
   /** Serves Subscribe (see subscribe-handler.ts). */
   subscribe: ReturnType<typeof createSubscribeHandler>;
 }
-
-const DEFAULT_PAGE_SIZE = 100;
-const MAX_PAGE_SIZE = 1000;
 
 /** Serves eventstore.v1.EventStoreService on the store: proto in, domain calls, proto out. */
 export function registerEventStoreService(router: ConnectRouter, options: EventStoreServiceOptions): void {
@@ -66,6 +63,11 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
     if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
   }
 
+  /** The pages, with each link event replaced by the event it points to if `resolve` is set. */
+  async function* withLinks(pages: AsyncIterable<RecordedEvent[]>, resolve: boolean): AsyncGenerator<RecordedEvent[]> {
+    for await (const page of pages) yield resolve ? await store.resolveLinks(page) : page;
+  }
+
   router.service(EventStoreService, {
     append: (req) =>
       unary(async () => {
@@ -90,7 +92,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         validateStreamName(req.stream);
         asJson = toJsonEncoding(req.dataEncoding);
         const opts = { direction: toDirection(req.direction), fromRevision: req.fromRevision, limit: toLimit(req.limit) };
-        pages = (signal) => store.readStream(req.stream, opts, signal);
+        pages = (signal) => withLinks(store.readStream(req.stream, opts, signal), req.resolveLinks);
       } catch (e) {
         throw toConnectError(e, log);
       }
@@ -108,7 +110,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
           limit: toLimit(req.limit),
           filter: toFilter(req.filter),
         };
-        pages = (signal) => store.readAll(opts, signal);
+        pages = (signal) => withLinks(store.readAll(opts, signal), req.resolveLinks);
       } catch (e) {
         throw toConnectError(e, log);
       }
@@ -117,8 +119,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
 
     listStreams: (req) =>
       unary(async () => {
-        if (req.pageSize < 0) throw invalidArgument("page_size", `must not be negative (got ${req.pageSize})`);
-        const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
+        const pageSize = toPageSize(req.pageSize);
         const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
         const page = await store.listStreams({ prefix: req.prefix, pageSize, after, includeDeleted: req.includeDeleted });
         return {
@@ -155,20 +156,4 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         return checkpoint ? { position: checkpoint.position, committedAt: timestampFromDate(checkpoint.committedAt) } : {};
       }),
   });
-}
-
-// Page tokens are opaque to clients; they carry the prefix so a token cannot be replayed
-// against another listing.
-function encodePageToken(last: string, prefix: string): string {
-  return Buffer.from(JSON.stringify({ v: 1, last, prefix })).toString("base64url");
-}
-
-function decodePageToken(token: string, prefix: string): string {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { v?: number; last?: unknown; prefix?: unknown };
-    if (parsed.v === 1 && typeof parsed.last === "string" && parsed.prefix === prefix) return parsed.last;
-  } catch {
-    // fall through
-  }
-  throw invalidArgument("page_token", "not a page token of this listing");
 }

@@ -53,6 +53,12 @@ function eventSize(e: RecordedEvent, json: unknown, sizes: number[]): number {
   n += stringSize(e.stream, sizes);
   n += uint64Size(e.revision) + uint64Size(e.position);
   n += 1 + delimited(timestampSize(e.storedAt, sizes));
+  // A link's data, "<revision>@<stream>", is never JSON: it always goes as bytes.
+  if (e.link) {
+    const slot = sizes.push(0) - 1;
+    sizes[slot] = eventSize(e.link, NOT_JSON, sizes);
+    n += 1 + delimited(sizes[slot]);
+  }
   return n;
 }
 
@@ -78,6 +84,11 @@ function writeEvent(w: SizedWriter, e: RecordedEvent, json: unknown): void {
   w.byte(tag(10, DELIMITED));
   w.varint(w.nextSize());
   writeTimestamp(w, e.storedAt);
+  if (e.link) {
+    w.byte(tag(11, DELIMITED));
+    w.varint(w.nextSize());
+    writeEvent(w, e.link, NOT_JSON);
+  }
 }
 
 /** A proto3 string field: absent when empty. */

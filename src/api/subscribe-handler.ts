@@ -68,7 +68,8 @@ export function createSubscribeHandler(options: SubscribeOptions) {
           continue;
         }
         const encode = m.live ? encodeShared : encodeRecordedEvent;
-        for (const batch of eventMessages(EventBatchSchema, m.events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
+        const events = req.resolveLinks ? await options.settings.store.resolveLinks(m.events) : m.events;
+        for (const batch of eventMessages(EventBatchSchema, events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
           yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
         }
       }

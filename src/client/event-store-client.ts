@@ -41,6 +41,8 @@ export interface ReadStreamOptions {
   /** The first revision read (inclusive); unset: the stream's first (forwards) or last (backwards). */
   fromRevision?: bigint;
   limit?: number;
+  /** Link events come as the events they point to (with `link` set). */
+  resolveLinks?: boolean;
 }
 
 export interface ReadAllOptions {
@@ -49,6 +51,8 @@ export interface ReadAllOptions {
   fromPosition?: bigint;
   limit?: number;
   filter?: EventFilter;
+  /** Link events come as the events they point to (with `link` set). */
+  resolveLinks?: boolean;
 }
 
 export interface StreamInfo {
@@ -141,6 +145,7 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
             direction: opts.direction === "backwards" ? Direction.BACKWARDS : Direction.FORWARDS,
             fromRevision: opts.fromRevision,
             limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
+            resolveLinks: opts.resolveLinks ?? false,
           },
           { signal },
         ),
@@ -153,6 +158,7 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
             fromPosition: opts.fromPosition,
             limit: opts.limit === undefined ? 0n : BigInt(opts.limit),
             filter: toProtoFilter(opts.filter),
+            resolveLinks: opts.resolveLinks ?? false,
           },
           { signal },
         ),

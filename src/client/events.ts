@@ -28,6 +28,8 @@ export interface RecordedEvent {
   revision: bigint;
   position: bigint;
   storedAt: Date;
+  /** When links are resolved and this event was reached through a link event: that link. */
+  link?: RecordedEvent;
 }
 
 export function toProposedEvent(e: EventData): MessageInitShape<typeof ProposedEventSchema> {
@@ -54,10 +56,24 @@ export function fromProtoEvent(e: ProtoRecordedEvent): RecordedEvent {
     revision: e.revision,
     position: e.position,
     storedAt: e.storedAt ? timestampDate(e.storedAt) : new Date(0),
+    link: e.link ? fromProtoEvent(e.link) : undefined,
   };
 }
 
 /** An event's data parsed as JSON. */
 export function jsonData<T = unknown>(e: RecordedEvent): T {
   return JSON.parse(new TextDecoder().decode(e.data)) as T;
+}
+
+/** The type of a link event: one that points to another event. */
+export const LINK_EVENT_TYPE = "$>";
+
+/** A link event to append: it points to `event` (its stream and revision). */
+export function linkTo(event: Pick<RecordedEvent, "stream" | "revision">, metadata?: JsonObject): EventData {
+  return {
+    type: LINK_EVENT_TYPE,
+    data: new TextEncoder().encode(`${event.revision}@${event.stream}`),
+    contentType: "text/plain",
+    metadata,
+  };
 }

@@ -18,6 +18,6 @@ export {
   UnavailableError,
   WrongExpectedRevisionError,
 } from "./errors";
-export { jsonData, type EventData, type RecordedEvent } from "./events";
+export { jsonData, linkTo, LINK_EVENT_TYPE, type EventData, type RecordedEvent } from "./events";
 export type { EventFilter } from "./filter";
 export type { ReconnectPolicy, SubscribeFrom, SubscribeOptions } from "./subscription";

@@ -20,6 +20,8 @@ export interface SubscribeOptions {
    * received, not at the committed position, so nothing is delivered twice in one run.
    */
   name?: string;
+  /** Link events come as the events they point to (with `link` set). */
+  resolveLinks?: boolean;
   /** Aborting ends the subscription: the iteration then simply stops. */
   signal?: AbortSignal;
   /** Called each time the history is delivered and what follows is live (after every reconnect too). */
@@ -69,7 +71,7 @@ export async function* resumingSubscription(
           : { case: "startPoint", value: options.from === "end" ? StartPoint.END : StartPoint.START };
       try {
         const subscriptionName = confirmed ? "" : (options.name ?? "");
-        for await (const m of open({ stream: options.stream ?? "", filter, start, subscriptionName }, signal)) {
+        for await (const m of open({ stream: options.stream ?? "", filter, start, subscriptionName, resolveLinks: options.resolveLinks ?? false }, signal)) {
           switch (m.message.case) {
             case "confirmation":
               // The first call's start (the end, a checkpoint) becomes a position to resume after.

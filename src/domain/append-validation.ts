@@ -3,6 +3,7 @@ import type { ProposedEvent } from "./event";
 import { invalidArgument, limitExceeded } from "./errors";
 import type { Limits } from "./limits";
 import { validateStreamName } from "./stream-name";
+import { LINK_EVENT_TYPE, validateLinkData } from "./link";
 
 /** One stream's part of an append: its events and the revision its writer expects. */
 export interface StreamAppend {
@@ -46,6 +47,7 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
       if (event.type.includes("\0")) throw invalidArgument(`${field}.type`, NUL_MESSAGE);
       if (event.contentType.includes("\0")) throw invalidArgument(`${field}.content_type`, NUL_MESSAGE);
       if (holdsNul(event.metadata)) throw invalidArgument(`${field}.metadata`, NUL_MESSAGE);
+      if (event.type === LINK_EVENT_TYPE) validateLinkData(event.data, `${field}.data`);
       if (ids.has(event.id)) throw invalidArgument(`${field}.id`, `event id ${event.id} appears twice in the request`);
       ids.add(event.id);
       const size = event.data.byteLength + Buffer.byteLength(JSON.stringify(event.metadata));

@@ -19,6 +19,8 @@ export interface RecordedEvent {
   revision: bigint;
   position: bigint;
   storedAt: Date;
+  /** Set when this event was reached through a link event that was resolved: that link. */
+  link?: RecordedEvent;
 }
 
 export const JSON_CONTENT_TYPE = "application/json";

@@ -9,3 +9,5 @@ export * from "./append-validation";
 export * from "./logger";
 export * from "./event-matcher";
 export * from "./consumer-group";
+export * from "./projection";
+export * from "./link";

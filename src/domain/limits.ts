@@ -12,6 +12,10 @@ export interface Limits {
   maxEventTypeLength: number;
   /** Most conditions (types, matchers, values) in one filter. */
   maxFilterTerms: number;
+  /** Most bytes in a projection's state (and its initial state). */
+  maxProjectionStateBytes: number;
+  /** Most source streams a projection record tracks revisions of. */
+  maxProjectionStreams: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -21,4 +25,6 @@ export const DEFAULT_LIMITS: Limits = {
   maxAppendStreams: 100,
   maxEventTypeLength: 256,
   maxFilterTerms: 100,
+  maxProjectionStateBytes: 1024 * 1024,
+  maxProjectionStreams: 1000,
 };

@@ -53,6 +53,8 @@ const SETTINGS = {
   "compress-min-bytes": { env: "COMPRESS_MIN_BYTES", default: "0", help: "gzip responses of at least this many bytes for clients that accept it (0: never)" },
   "ping-interval-ms": { env: "PING_INTERVAL_MS", default: "30000", help: "HTTP/2 ping interval to find dead peers (0: off)" },
   "max-filter-terms": { env: "MAX_FILTER_TERMS", default: String(DEFAULT_LIMITS.maxFilterTerms), help: "most types, matchers and values in one filter" },
+  "max-projection-state-bytes": { env: "MAX_PROJECTION_STATE_BYTES", default: String(DEFAULT_LIMITS.maxProjectionStateBytes), help: "most bytes in a projection's state" },
+  "max-projection-streams": { env: "MAX_PROJECTION_STREAMS", default: String(DEFAULT_LIMITS.maxProjectionStreams), help: "most source streams a projection record tracks" },
 } as const;
 
 type Setting = keyof typeof SETTINGS;
@@ -119,6 +121,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       maxAppendStreams: int("max-append-streams", 1),
       maxEventTypeLength: int("max-event-type-length", 1),
       maxFilterTerms: int("max-filter-terms", 1),
+      maxProjectionStateBytes: int("max-projection-state-bytes", 1),
+      maxProjectionStreams: int("max-projection-streams", 1),
     },
     logLevel: logLevel as LogLevel,
     shutdownGraceMs: int("shutdown-grace-ms", 0),

@@ -1,10 +1,12 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
+import { file_eventstore_v1_projections } from "../../gen/eventstore/v1/projections_pb";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
 import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
 import { registerEventStoreService } from "../api/event-store-service";
+import { registerProjectionService } from "../api/projection-service";
 import { registerReflectionService } from "../api/reflection-service";
 import { createSubscribeHandler } from "../api/subscribe-handler";
 import { createLiveFeed } from "../subscriptions";
@@ -48,9 +50,11 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const handler = connectNodeAdapter({
     routes(router) {
       registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe });
+      registerProjectionService(router, { projections: store.projections, log });
       registerHealthService(router, health, shutdown.signal);
       registerReflectionService(router, [
         file_eventstore_v1_eventstore,
+        file_eventstore_v1_projections,
         file_grpc_health_v1_health,
         file_grpc_reflection_v1_reflection,
         file_grpc_reflection_v1alpha_reflection,

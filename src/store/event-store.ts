@@ -1,4 +1,5 @@
 import type { EventFilter, ExpectedRevision, RecordedEvent, StreamAppend } from "../domain";
+import type { ProjectionStore } from "./projection-store";
 
 export type Direction = "forwards" | "backwards";
 
@@ -107,8 +108,14 @@ export interface EventStore {
   head(): Promise<bigint>;
   /** The global position of a stream's event at a revision, if it exists. */
   positionOf(stream: string, revision: bigint): Promise<bigint | undefined>;
+  /**
+   * Each link event (type "$>") replaced by the event it points to, with the link attached;
+   * a link whose event is gone, and every other event, as it is.
+   */
+  resolveLinks(events: RecordedEvent[]): Promise<RecordedEvent[]>;
   commitCheckpoint(name: string, position: bigint): Promise<void>;
   getCheckpoint(name: string): Promise<Checkpoint | undefined>;
+  readonly projections: ProjectionStore;
   /** Starts calling `watcher` on commits; resolves with a function that stops it. */
   watch(watcher: CommitWatcher): Promise<() => Promise<void>>;
   /** Resolves when the database answers; throws UNAVAILABLE otherwise. */

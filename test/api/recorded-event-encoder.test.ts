@@ -13,7 +13,7 @@ const json = fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v).incl
 const metadata = fc.dictionary(fc.string({ unit: "grapheme" }).filter((k) => k !== "__proto__"), json, { maxKeys: 6 }) as fc.Arbitrary<Record<string, unknown>>;
 const uint64 = fc.oneof(fc.constant(0n), fc.bigInt({ min: 0n, max: 2n ** 53n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }));
 
-const recordedEvent: fc.Arbitrary<RecordedEvent> = fc.record({
+const storedEvent: fc.Arbitrary<RecordedEvent> = fc.record({
   id: fc.oneof(fc.uuid(), fc.constant("")),
   type: fc.string({ unit: "grapheme", maxLength: 40 }),
   contentType: fc.constantFrom("application/json", "application/octet-stream", ""),
@@ -28,6 +28,12 @@ const recordedEvent: fc.Arbitrary<RecordedEvent> = fc.record({
   position: uint64,
   storedAt: fc.date({ min: new Date(-2e12), max: new Date(4e12), noInvalidDate: true }),
 });
+
+// An event read through a resolved link carries that link.
+const recordedEvent: fc.Arbitrary<RecordedEvent> = fc.oneof(
+  storedEvent,
+  fc.tuple(storedEvent, storedEvent).map(([target, link]) => ({ ...target, link })),
+);
 
 /** What the reflective encoder writes for the event, with the varint length in front. */
 function reflective(e: RecordedEvent, payloadAsJson: boolean): Uint8Array {

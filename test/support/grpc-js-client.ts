@@ -8,8 +8,12 @@ import { ErrorInfoSchema, type ErrorInfo } from "../../gen/google/rpc/error_deta
 const PROTO_DIR = join(__dirname, "../../proto");
 
 /** A client built the canonical way: @grpc/proto-loader on our .proto files, @grpc/grpc-js calls. */
-export function createGrpcJsClient(address: string): grpc.Client & Record<string, Function> {
-  const definition = protoLoader.loadSync(join(PROTO_DIR, "eventstore/v1/eventstore.proto"), {
+export function createGrpcJsClient(
+  address: string,
+  service: "EventStoreService" | "ProjectionService" = "EventStoreService",
+): grpc.Client & Record<string, Function> {
+  const file = service === "EventStoreService" ? "eventstore.proto" : "projections.proto";
+  const definition = protoLoader.loadSync(join(PROTO_DIR, "eventstore/v1", file), {
     includeDirs: [PROTO_DIR],
     longs: String,
     enums: String,
@@ -17,7 +21,7 @@ export function createGrpcJsClient(address: string): grpc.Client & Record<string
     oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(definition) as any;
-  return new pkg.eventstore.v1.EventStoreService(address, grpc.credentials.createInsecure());
+  return new pkg.eventstore.v1[service](address, grpc.credentials.createInsecure());
 }
 
 export function unary<T = any>(client: any, method: string, request: unknown): Promise<T> {

@@ -12,7 +12,9 @@ import { appendBatch } from "./append";
 import { createAppendBatcher } from "./append-batcher";
 import { commitCheckpoint, getCheckpoint } from "./checkpoints";
 import { listenForCommits, type OpenListenConnection } from "./commit-listener";
-import { toEventStoreError } from "./database-error";
+import { guard, toEventStoreError } from "./database-error";
+import { createPostgresProjectionStore } from "./create-postgres-projection-store";
+import { resolveLinks } from "./resolve-links";
 import { migrate } from "./migrate";
 import { readAfter } from "./read-after";
 import { readAll } from "./read-all";
@@ -48,13 +50,6 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const page = { ...DEFAULT_PAGE, ...options.page };
   const watchers = new Set<CommitWatcher>();
-  const guard = async <T>(work: () => Promise<T>): Promise<T> => {
-    try {
-      return await work();
-    } catch (e) {
-      throw toEventStoreError(e);
-    }
-  };
   // Validation runs inside the guard, so that bad input surfaces where the caller awaits.
   async function* guardIterable<T>(source: () => AsyncIterable<T>): AsyncGenerator<T> {
     try {
@@ -112,6 +107,8 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
           select position from eventstore.events where stream = ${stream} and revision = ${revision}`;
         return row?.position;
       }),
+    resolveLinks: (events) => guard(() => resolveLinks(sql, events)),
+    projections: createPostgresProjectionStore(sql, limits),
     commitCheckpoint: (name, position) =>
       guard(() => {
         validateSubscriptionName(name);

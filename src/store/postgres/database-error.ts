@@ -13,6 +13,15 @@ interface PgError {
   constraint_name?: string;
 }
 
+/** Runs store work, so that every failure, validation included, surfaces as a store error. */
+export async function guard<T>(work: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    throw toEventStoreError(e);
+  }
+}
+
 /**
  * Translates a database failure into the store's closed set of errors: the one place where
  * SQLSTATEs and constraint names become domain facts. The original error stays as the cause,

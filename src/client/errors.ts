@@ -67,7 +67,38 @@ export class UnavailableError extends EventStoreClientError {
   override name = "UnavailableError";
 }
 
+export class ProjectionNotFoundError extends EventStoreClientError {
+  override name = "ProjectionNotFoundError";
+}
+
+export class ProjectionExistsError extends EventStoreClientError {
+  override name = "ProjectionExistsError";
+}
+
+/** The projection record was not at the expected version (another runner, or a reset): nothing was written. */
+export class WrongExpectedVersionError extends EventStoreClientError {
+  override name = "WrongExpectedVersionError";
+  get actualVersion(): bigint {
+    return BigInt(this.facts.actual_version ?? "0");
+  }
+}
+
+/** Another runner holds the projection's lease. */
+export class LeaseHeldError extends EventStoreClientError {
+  override name = "LeaseHeldError";
+  get holder(): string {
+    return this.facts.holder ?? "";
+  }
+  get expiresAt(): Date {
+    return new Date(this.facts.expires_at ?? 0);
+  }
+}
+
 const BY_REASON: Record<string, typeof EventStoreClientError> = {
+  PROJECTION_NOT_FOUND: ProjectionNotFoundError,
+  PROJECTION_EXISTS: ProjectionExistsError,
+  WRONG_EXPECTED_VERSION: WrongExpectedVersionError,
+  LEASE_HELD: LeaseHeldError,
   WRONG_EXPECTED_REVISION: WrongExpectedRevisionError,
   STREAM_NOT_FOUND: StreamNotFoundError,
   STREAM_DELETED: StreamNotFoundError,

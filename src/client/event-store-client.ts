@@ -7,7 +7,9 @@ import {
   ExpectedState,
   type StreamInfo as ProtoStreamInfo,
 } from "../../gen/eventstore/v1/eventstore_pb";
+import { ProjectionService } from "../../gen/eventstore/v1/projections_pb";
 import { toClientError } from "./errors";
+import { createProjectionRecords, type ProjectionRecords } from "./projection-records";
 import { fromProtoEvent, toProposedEvent, type EventData, type RecordedEvent } from "./events";
 import { toProtoFilter, type EventFilter } from "./filter";
 import { resumingSubscription, type ReconnectPolicy, type SubscribeOptions } from "./subscription";
@@ -79,6 +81,8 @@ export interface EventStoreClient {
   commitCheckpoint(name: string, position: bigint): Promise<void>;
   /** The position committed under a name; undefined when there is none. */
   getCheckpoint(name: string): Promise<bigint | undefined>;
+  /** The server's projection records: create, watch and control projections from anywhere. */
+  readonly projections: ProjectionRecords;
   /** Closes the connection; calls still open fail. */
   close(): void;
 }
@@ -177,6 +181,7 @@ export function createEventStoreClient(options: EventStoreClientOptions): EventS
         { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, signal]) : signal },
         policy,
       ),
+    projections: createProjectionRecords(createClient(ProjectionService, transport), signal),
     close: () => {
       closed.abort();
       sessionManager?.abort();

@@ -1,0 +1,107 @@
+import type postgres from "postgres";
+import type { ReadModel } from "./read-model";
+
+/** A row's columns by name, as postgres.js sends them. */
+export type Row = Record<string, unknown>;
+
+/** A change to a read-model table, stacked by a handler. */
+export type TableChange =
+  | { op: "insert"; values: Row }
+  | { op: "update"; values: Row; where: Row }
+  | { op: "remove"; where: Row };
+
+export const insert = (values: Row): TableChange => ({ op: "insert", values });
+export const update = (values: Row, where: Row): TableChange => ({ op: "update", values, where });
+export const remove = (where: Row): TableChange => ({ op: "remove", where });
+
+export interface PostgresReadModelOptions {
+  /** A postgres.js connection to the read model's database (any database; not the event store's). */
+  sql: postgres.Sql<any>;
+  table: string;
+  /** Unset: the connection's current schema. */
+  schema?: string;
+  /** The table's columns and constraints, as in CREATE TABLE: code, never user input. */
+  columns: string;
+}
+
+const POSITIONS = "read_model_positions";
+
+/** A connection or a transaction: both run the same queries. */
+type Runner = postgres.Sql<any> | postgres.TransactionSql<any>;
+
+/**
+ * A read model that is one PostgreSQL table: handlers stack insert, update and remove changes,
+ * and `persist` applies them and records the position they reach in one transaction, in the
+ * table `read_model_positions` beside it. Exactly once by position, then: after a crash, the
+ * projector finds here which events' changes are in, and skips them.
+ */
+export function createPostgresReadModel(options: PostgresReadModelOptions): ReadModel<TableChange> {
+  const { sql, table, schema } = options;
+  const name = (tx: Runner, relation: string) => (schema === undefined ? tx(relation) : tx`${tx(schema)}.${tx(relation)}`);
+  const key = schema === undefined ? table : `${schema}.${table}`;
+
+  const exists = async (relation: string) => {
+    const [row] = await sql<{ found: boolean }[]>`
+      select exists (select 1 from pg_tables
+                      where tablename = ${relation} and schemaname = coalesce(${schema ?? null}::text, current_schema())) as found`;
+    return row.found;
+  };
+
+  return {
+    async init() {
+      await sql.begin(async (tx) => {
+        await tx`create table if not exists ${name(tx, table)} (${tx.unsafe(options.columns)})`;
+        await tx`create table if not exists ${name(tx, POSITIONS)} (read_model text primary key, position bigint not null)`;
+      });
+    },
+    isInitialized: () => exists(table),
+    async reset() {
+      if (!(await exists(table))) return;
+      await sql.begin(async (tx) => {
+        await tx`truncate ${name(tx, table)}`;
+        await tx`delete from ${name(tx, POSITIONS)} where read_model = ${key}`;
+      });
+    },
+    async delete() {
+      await sql.begin(async (tx) => {
+        await tx`drop table if exists ${name(tx, table)}`;
+        if (await exists(POSITIONS)) await tx`delete from ${name(tx, POSITIONS)} where read_model = ${key}`;
+      });
+    },
+    async persist(changes, position) {
+      await sql.begin(async (tx) => {
+        const target = name(tx, table);
+        for (const change of changes) {
+          switch (change.op) {
+            case "insert":
+              await tx`insert into ${target} ${tx(change.values)}`;
+              break;
+            case "update":
+              await tx`update ${target} set ${tx(change.values)} where ${where(tx, change.where)}`;
+              break;
+            case "remove":
+              await tx`delete from ${target} where ${where(tx, change.where)}`;
+              break;
+          }
+        }
+        await tx`
+          insert into ${name(tx, POSITIONS)} (read_model, position) values (${key}, ${position.toString()})
+          on conflict (read_model) do update set position = excluded.position`;
+      });
+    },
+    async appliedPosition() {
+      const [row] = await sql<{ position: string }[]>`
+        select position::text from ${name(sql, POSITIONS)} where read_model = ${key}`;
+      return row ? BigInt(row.position) : undefined;
+    },
+  };
+}
+
+/** `a = $1 and b = $2 ...`; an empty condition is refused, not taken as "every row". */
+function where(tx: Runner, conditions: Row): postgres.PendingQuery<any> {
+  const columns = Object.keys(conditions);
+  if (columns.length === 0) throw new Error("an update or remove needs at least one column in `where`");
+  return columns
+    .map((c) => tx`${tx(c)} = ${conditions[c] as never}`)
+    .reduce((all, next) => tx`${all} and ${next}`);
+}

@@ -1,0 +1,20 @@
+/**
+ * What a read-model projection writes to: a table, a cache, files. The projector stacks the
+ * changes its handlers make and hands them over in `persist`, with the position they bring the
+ * read model to. A read model must apply both atomically: then, after a crash, the projector
+ * knows (from `appliedPosition`) which events' changes are already in, and never applies an
+ * event twice, even when the projection record lags behind the read model.
+ */
+export interface ReadModel<Change> {
+  /** Creates what the read model needs (e.g. its table). */
+  init(): Promise<void>;
+  isInitialized(): Promise<boolean>;
+  /** Empties it and forgets the applied position: the projection starts again. */
+  reset(): Promise<void>;
+  /** Removes it. */
+  delete(): Promise<void>;
+  /** Applies the changes and records `position` as applied, in one atomic step. */
+  persist(changes: Change[], position: bigint): Promise<void>;
+  /** The position of the last changes applied; undefined when none are. */
+  appliedPosition(): Promise<bigint | undefined>;
+}

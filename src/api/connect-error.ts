@@ -15,6 +15,7 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   PROJECTION_NOT_FOUND: Code.NotFound,
   PROJECTION_EXISTS: Code.AlreadyExists,
   WRONG_EXPECTED_VERSION: Code.Aborted,
+  WRONG_EXPECTED_STATUS: Code.Aborted,
   LEASE_HELD: Code.FailedPrecondition,
   UNAVAILABLE: Code.Unavailable,
   INTERNAL: Code.Internal,

@@ -52,7 +52,15 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
       }),
     deleteProjection: (req) => unary(async () => (await projections.delete(req.name, req.expectedVersion), {})),
     resetProjection: (req) => unary(() => answer(projections.reset(req.name, req.expectedVersion))),
-    updateProjectionStatus: (req) => unary(() => answer(projections.updateStatus(req.name, toStatus(req.status), req.expectedVersion))),
+    updateProjectionStatus: (req) =>
+      unary(() =>
+        answer(
+          projections.updateStatus(req.name, toStatus(req.status), {
+            version: req.expectedVersion,
+            status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
+          }),
+        ),
+      ),
     persistProjection: (req) =>
       unary(() =>
         answer(

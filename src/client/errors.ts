@@ -83,6 +83,11 @@ export class WrongExpectedVersionError extends EventStoreClientError {
   }
 }
 
+/** The projection record's status was not the expected one: nothing was written. */
+export class WrongExpectedStatusError extends EventStoreClientError {
+  override name = "WrongExpectedStatusError";
+}
+
 /** Another runner holds the projection's lease. */
 export class LeaseHeldError extends EventStoreClientError {
   override name = "LeaseHeldError";
@@ -98,6 +103,7 @@ const BY_REASON: Record<string, typeof EventStoreClientError> = {
   PROJECTION_NOT_FOUND: ProjectionNotFoundError,
   PROJECTION_EXISTS: ProjectionExistsError,
   WRONG_EXPECTED_VERSION: WrongExpectedVersionError,
+  WRONG_EXPECTED_STATUS: WrongExpectedStatusError,
   LEASE_HELD: LeaseHeldError,
   WRONG_EXPECTED_REVISION: WrongExpectedRevisionError,
   STREAM_NOT_FOUND: StreamNotFoundError,

@@ -44,6 +44,7 @@ export {
   LeaseHeldError,
   ProjectionExistsError,
   ProjectionNotFoundError,
+  WrongExpectedStatusError,
   WrongExpectedVersionError,
 } from "./errors";
 export type { ProjectionProgress, ProjectionRecord, ProjectionRecords, ProjectionStatus } from "./projection-records";

@@ -68,8 +68,19 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
         if (await exists(POSITIONS)) await tx`delete from ${name(tx, POSITIONS)} where read_model = ${key}`;
       });
     },
-    async persist(changes, position) {
-      await sql.begin(async (tx) => {
+    async persist(changes, position, previous) {
+      return sql.begin(async (tx) => {
+        // The position moves first, and only from where this runner saw it: a second runner
+        // (one whose lease ran out unnoticed) finds it moved, and writes nothing.
+        const moved =
+          previous === undefined
+            ? await tx`
+                insert into ${name(tx, POSITIONS)} (read_model, position) values (${key}, ${position.toString()})
+                on conflict (read_model) do nothing returning read_model`
+            : await tx`
+                update ${name(tx, POSITIONS)} set position = ${position.toString()}
+                 where read_model = ${key} and position = ${previous.toString()} returning read_model`;
+        if (moved.length === 0) return false;
         const target = name(tx, table);
         for (const change of changes) {
           switch (change.op) {
@@ -84,9 +95,7 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
               break;
           }
         }
-        await tx`
-          insert into ${name(tx, POSITIONS)} (read_model, position) values (${key}, ${position.toString()})
-          on conflict (read_model) do update set position = excluded.position`;
+        return true;
       });
     },
     async appliedPosition() {

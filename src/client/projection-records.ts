@@ -41,7 +41,8 @@ export interface ProjectionRecords {
   list(options?: { prefix?: string; pageSize?: number }): AsyncIterable<ProjectionRecord>;
   delete(name: string, options?: { expectedVersion?: bigint }): Promise<void>;
   reset(name: string, options?: { expectedVersion?: bigint }): Promise<ProjectionRecord>;
-  updateStatus(name: string, status: ProjectionStatus, options?: { expectedVersion?: bigint }): Promise<ProjectionRecord>;
+  /** With `expectedStatus`, only if the record has that status (else WrongExpectedStatusError). */
+  updateStatus(name: string, status: ProjectionStatus, options?: { expectedVersion?: bigint; expectedStatus?: ProjectionStatus }): Promise<ProjectionRecord>;
   persist(name: string, progress: ProjectionProgress, expectedVersion: bigint, leaseHolder?: string): Promise<ProjectionRecord>;
   acquireLease(name: string, holder: string, ttlMs: number): Promise<ProjectionRecord>;
   releaseLease(name: string, holder: string): Promise<void>;
@@ -87,7 +88,19 @@ export function createProjectionRecords(rpc: Client<typeof ProjectionService>, s
     delete: (name, options = {}) => call(async () => void (await rpc.deleteProjection({ name, expectedVersion: options.expectedVersion }, { signal }))),
     reset: (name, options = {}) => call(() => record(rpc.resetProjection({ name, expectedVersion: options.expectedVersion }, { signal }))),
     updateStatus: (name, status, options = {}) =>
-      call(() => record(rpc.updateProjectionStatus({ name, status: STATUSES[status], expectedVersion: options.expectedVersion }, { signal }))),
+      call(() =>
+        record(
+          rpc.updateProjectionStatus(
+            {
+              name,
+              status: STATUSES[status],
+              expectedVersion: options.expectedVersion,
+              expectedStatus: options.expectedStatus ? STATUSES[options.expectedStatus] : ProtoStatus.UNSPECIFIED,
+            },
+            { signal },
+          ),
+        ),
+      ),
     persist: (name, progress, expectedVersion, leaseHolder) =>
       call(() =>
         record(

@@ -10,6 +10,7 @@ import {
   ProjectionNotFoundError,
   StreamNotFoundError,
   UnavailableError,
+  WrongExpectedStatusError,
   WrongExpectedVersionError,
 } from "./errors";
 import { linkTo, type EventData, type RecordedEvent } from "./events";
@@ -59,8 +60,27 @@ export interface RunOptions {
   keepRunning?: boolean;
 }
 
-/** A control request, from the record's status or from this process. */
+/** A request to the runner, from the record's status or from this process; later ones outrank earlier. */
 type Control = "stopping" | "resetting" | "deleting";
+const RANK: Record<Control, number> = { stopping: 1, resetting: 2, deleting: 3 };
+
+/** One run's own flags, so that answers arriving after it ended cannot touch the next one. */
+interface Run {
+  done?: Promise<void>;
+  control?: Control;
+  /** Why following stopped other than a control: the lease lost, the record deleted or changed elsewhere. */
+  interruption?: { kind: "lost" | "deleted" | "reload"; error: unknown };
+  /** A failure of work done beside the event loop (a timed persist): run() rejects with it. */
+  failure?: unknown;
+  following?: AbortController;
+  holding: boolean;
+  /** Ends a wait for the lease early. */
+  wake: AbortController;
+  /** Bumped around each status write and reset: answers to calls that overlapped one are stale. */
+  epoch: number;
+  renewing?: Promise<void>;
+  persisting: Promise<void>;
+}
 
 const jsonCodec: StateCodec<any> = {
   contentType: "application/json",
@@ -73,17 +93,19 @@ const jsonCodec: StateCodec<any> = {
  * source from the position in its record, folds each event into the state, and persists state
  * and positions through the record, guarded by the record's version, every N events or T ms and
  * on stop. It renews the lease and reads the status on a timer, and obeys STOPPING, RESETTING and
- * DELETING set from anywhere.
+ * DELETING set from anywhere. A new run is a request to run: a STOPPING left in the record (say,
+ * by a runner that died before it obeyed) gives way to RUNNING; RESETTING and DELETING are obeyed.
  *
- * Exactly-once effects across crashes: read-model changes carry their position (the read model
- * skips what it already has); emitted events and links have ids derived from the projection and
- * the source event, so re-emitting after a crash is an idempotent retry the store answers
- * without writing.
+ * Exactly-once effects across crashes: the read model moves to a position only from the one this
+ * runner saw (a second runner finds it moved), and skips what it already has; emitted events and
+ * links have ids derived from the projection and the source event, so re-emitting after a crash
+ * is an idempotent retry the store answers without writing.
  */
 export class ProjectionRunner<S, Change = never> {
   readonly holder: string;
   private readonly codec: StateCodec<S>;
   private readonly registry: EventTypeRegistry;
+  private readonly middleware: Middleware[];
   private state!: S;
   private status: ProjectionStatus = "idle";
   private version = 0n;
@@ -96,20 +118,7 @@ export class ProjectionRunner<S, Change = never> {
   private emits: { stream: string; event: EventData }[] = [];
   private unpersisted = 0;
   private lastPersistAt = 0;
-  private persisting: Promise<void> = Promise.resolve();
-  private control?: Control;
-  /** Why following stopped other than a control: the lease or the record is gone, or a reload. */
-  private interruption?: "lost" | "deleted" | "reload";
-  private following?: AbortController;
-  /** Bumped by each status write of this runner: answers to calls started before it are stale. */
-  private statusEpoch = 0;
-  private runningNow?: Promise<void>;
-  /** True while this runner holds the lease. */
-  private holding = false;
-  /** Ends a wait for the lease early (stop). */
-  private wake = new AbortController();
-  /** A failure of work done off the event loop (a timed persist): run() rejects with it. */
-  private failure?: unknown;
+  private current?: Run;
 
   constructor(
     private readonly client: EventStoreClient,
@@ -123,6 +132,7 @@ export class ProjectionRunner<S, Change = never> {
     this.holder = options.holder ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.codec = options.stateCodec ?? jsonCodec;
     this.registry = options.registry ?? createEventTypeRegistry();
+    this.middleware = options.middleware ?? [];
     this.state = initialState();
   }
 
@@ -134,100 +144,139 @@ export class ProjectionRunner<S, Change = never> {
     return this.status;
   }
 
-  /** Runs until stopped (or caught up, with keepRunning false). */
+  /**
+   * Runs until stopped or deleted (from here or through the server), or until caught up with
+   * `keepRunning: false`. Rejects with LeaseHeldError if another runner took the lease over
+   * (this one stalled past its expiry), and with whatever a handler or a store call threw.
+   */
   run(options: RunOptions = {}): Promise<void> {
-    if (this.runningNow) throw new Error(`projection ${this.name} is already running in this process`);
-    this.control = undefined;
-    this.interruption = undefined;
-    this.failure = undefined;
-    this.wake = new AbortController();
-    this.runningNow = this.runOnce(options.keepRunning ?? true).finally(() => (this.runningNow = undefined));
-    return this.runningNow;
+    if (this.current) throw new Error(`projection ${this.name} is already running in this process`);
+    const run: Run = { holding: false, wake: new AbortController(), epoch: 0, persisting: Promise.resolve() };
+    this.current = run;
+    run.done = this.runOnce(run, options.keepRunning ?? true).finally(() => {
+      if (this.current === run) this.current = undefined;
+    });
+    return run.done;
   }
 
-  /** Asks the running projection to persist and stop, and waits for it; ends a wait for the lease too. */
+  /** Asks the running projection to persist and stop, and waits until it has; ends a wait for the lease too. */
   async stop(): Promise<void> {
-    const running = this.runningNow;
-    if (!running) return;
-    this.request("stopping");
-    this.wake.abort();
-    await running;
+    const run = this.current;
+    if (!run) return;
+    this.request(run, "stopping");
+    await run.done?.catch(() => {});
   }
 
   /**
-   * Starts again from the initial state, with the read model reset. Running, it carries on from
-   * there; not running (or waiting for the lease), it resets the record and the read model.
+   * Back to the initial state and position 0, with the read model reset. While this runner runs,
+   * it carries on from there; while another holds the lease, that one is asked to (RESETTING).
    */
   async reset(): Promise<void> {
-    if (this.holding) return this.request("resetting");
+    const run = this.current;
+    if (run?.holding) return this.request(run, "resetting");
+    const record = await this.client.projections.get(this.name);
+    if (record.lease && record.lease.holder !== this.holder) {
+      await this.client.projections.updateStatus(this.name, "resetting");
+      return;
+    }
     await this.client.projections.reset(this.name);
     await this.readModel?.reset();
   }
 
-  /** Deletes the record and the read model (and the emitted stream, if so configured); running, it stops. */
+  /**
+   * Deletes the record and the read model (and the emitted stream, if so configured). While this
+   * runner runs, it stops; while another holds the lease, that one is asked to (DELETING).
+   */
   async delete(): Promise<void> {
-    const running = this.runningNow;
-    if (!this.holding || !running) return this.deleteEverything();
-    this.request("deleting");
-    await running;
+    const run = this.current;
+    if (run?.holding) {
+      this.request(run, "deleting");
+      await run.done?.catch(() => {});
+      return;
+    }
+    if (run) await this.stop(); // it was waiting for the lease
+    const record = await this.client.projections.get(this.name).catch((e) => {
+      if (e instanceof ProjectionNotFoundError) return undefined;
+      throw e;
+    });
+    if (record?.lease && record.lease.holder !== this.holder) {
+      await this.client.projections.updateStatus(this.name, "deleting");
+      return;
+    }
+    await this.deleteEverything();
   }
 
-  private request(control: Control): void {
-    this.control ??= control;
-    this.following?.abort();
+  private request(run: Run, control: Control): void {
+    if (!run.control || RANK[control] > RANK[run.control]) run.control = control;
+    run.following?.abort();
+    run.wake.abort();
   }
 
-  private async runOnce(keepRunning: boolean): Promise<void> {
-    const record = await this.acquire();
-    if (!record) return; // stopped while waiting for the lease
-    this.holding = true;
-    const renewal = setInterval(() => void this.renew(), this.options.controlIntervalMs ?? 1000);
+  /** A status seen in an answer: obeyed while following (a control being handled already looked). */
+  private observe(run: Run, status: ProjectionStatus): void {
+    if (status !== "stopping" && status !== "resetting" && status !== "deleting") return;
+    if (run.following && !run.following.signal.aborted) this.request(run, status);
+  }
+
+  private async runOnce(run: Run, keepRunning: boolean): Promise<void> {
+    const record = await this.acquire(run);
+    if (!record) return; // asked to stop while waiting for the lease
+    run.holding = true;
+    const renewal = setInterval(() => this.tick(run), this.options.controlIntervalMs ?? 1000);
     try {
       this.load(record);
-      if (record.status === "deleting") return await this.deleteEverything();
-      if (record.status === "resetting") await this.resetEverything();
+      if (record.status === "deleting" || record.status === "resetting") run.control = record.status;
+      else if (!(await this.writeStatus(run, "running", record.status))) await this.lookAgain(run);
       if (this.readModel && !(await this.readModel.isInitialized())) await this.readModel.init();
       this.applied = await this.readModel?.appliedPosition();
-      await this.setStatus("running");
       for (;;) {
-        const caughtUp = await this.follow(keepRunning);
-        if (this.failure) throw this.failure;
-        if (this.interruption === "lost" || this.interruption === "deleted") return;
-        if (this.interruption === "reload") {
-          this.interruption = undefined;
-          this.load(await this.client.projections.get(this.name));
+        const caughtUp = run.control || run.interruption || run.failure ? false : await this.follow(run, keepRunning);
+        await run.persisting;
+        if (run.failure) throw run.failure;
+        if (run.interruption) {
+          const { kind, error } = run.interruption;
+          if (kind === "lost") throw error;
+          if (kind === "deleted") return;
+          await this.reload(run);
           continue;
         }
-        const control = this.control;
-        if (control === "deleting") return await this.deleteEverything();
-        if (control === "resetting") {
-          this.control = undefined;
-          await this.resetEverything();
-          await this.setStatus("running");
+        if (run.control === "deleting") return await this.deleteEverything();
+        if (run.control === "resetting") {
+          await this.resetEverything(run);
+          run.control = undefined;
+          if (!(await this.writeStatus(run, "running", "resetting"))) await this.lookAgain(run);
           continue;
         }
-        if (control === "stopping" || caughtUp) {
-          await this.persist();
-          if (this.interruption) continue; // the persist found the record changed: act on that first
-          await this.setStatus("idle");
-          await this.client.projections.releaseLease(this.name, this.holder);
-          return;
+        if (run.control !== "stopping" && !caughtUp) continue;
+        await this.persist(run);
+        if (run.failure || run.interruption) continue;
+        // Idle, unless a request came meanwhile: then that one first.
+        const now = (await this.client.projections.get(this.name)).status;
+        if (now === "resetting" || now === "deleting") {
+          this.request(run, now);
+          continue;
         }
+        if (!(await this.writeStatus(run, "idle", now))) continue;
+        clearInterval(renewal);
+        await run.renewing;
+        await this.client.projections.releaseLease(this.name, this.holder).catch((e) => {
+          if (!(e instanceof LeaseHeldError || e instanceof ProjectionNotFoundError)) throw e;
+        });
+        return;
       }
     } catch (e) {
       if (e instanceof ProjectionNotFoundError) return; // deleted from elsewhere: nothing left to run
       throw e;
     } finally {
       clearInterval(renewal);
-      this.following = undefined;
-      this.holding = false;
+      await run.renewing;
+      run.holding = false;
     }
   }
 
-  /** Follows the source until a control, an interruption, or (keepRunning false) caught up; true if caught up. */
-  private async follow(keepRunning: boolean): Promise<boolean> {
-    if (this.control || this.interruption) return false;
-    const following = (this.following = new AbortController());
+  /** Follows the source until a control, an interruption, a failure or (keepRunning false) caught up; true if caught up. */
+  private async follow(run: Run, keepRunning: boolean): Promise<boolean> {
+    const following = (run.following = new AbortController());
     let caughtUp = false;
     const events = this.client.subscribe({
       stream: this.source.stream,
@@ -235,7 +284,7 @@ export class ProjectionRunner<S, Change = never> {
       from: { afterPosition: this.position },
       signal: following.signal,
       onCaughtUp: (position) => {
-        // Everything up to `position` is handled (the events before it were yielded first).
+        // Everything up to `position` is handled: the events before it were yielded first.
         if (position > this.position) this.position = position;
         if (!keepRunning) {
           caughtUp = true;
@@ -244,13 +293,15 @@ export class ProjectionRunner<S, Change = never> {
       },
     });
     for await (const recorded of events) {
-      const event = await applyAfterLoad(this.options.middleware ?? [], this.registry.decode(recorded));
-      if (following.signal.aborted) break; // a reset or reload while decoding: this event belongs to the old run
+      const event = await applyAfterLoad(this.middleware, this.registry.decode(recorded));
+      if (following.signal.aborted) break; // a control or reload while decoding: this event is the next run's
       this.handle(event);
       if (this.unpersisted >= (this.options.persistEveryEvents ?? 100) || Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
-        await this.persist();
+        await this.persist(run);
       }
+      if (run.failure || run.interruption) break;
     }
+    if (!following.signal.aborted) throw new Error(`the subscription of projection ${this.name} ended: was the client closed?`);
     return caughtUp;
   }
 
@@ -260,8 +311,7 @@ export class ProjectionRunner<S, Change = never> {
     let emitted = 0;
     const idFor = (what: string) => emittedEventId(this.name, this.createdAt, event.id, what, emitted++);
     const context = {
-      emit: (e: DomainEventData) =>
-        this.emits.push({ stream: this.name, event: { ...this.registry.toEventData(e), id: idFor("emit") } }),
+      emit: (e: DomainEventData) => this.emits.push({ stream: this.name, event: { ...this.registry.toEventData(e), id: idFor("emit") } }),
       linkTo: (stream: string, target: Pick<RecordedEvent, "stream" | "revision">) =>
         this.emits.push({ stream, event: { ...linkTo(target), id: idFor(`link:${stream}`) } }),
       stack: (change: Change) => {
@@ -275,25 +325,24 @@ export class ProjectionRunner<S, Change = never> {
     this.unpersisted++;
   }
 
-  /** Persists one at a time; each takes its snapshot of state and positions when it starts. */
-  private persist(): Promise<void> {
-    const next = this.persisting.then(() => this.persistNow());
-    this.persisting = next.catch(() => {});
-    return next;
+  /** Persists one at a time, each from its own snapshot; failures go to the run, never to the caller. */
+  private persist(run: Run): Promise<void> {
+    run.persisting = run.persisting
+      .then(() => this.persistNow(run))
+      .catch((e) => {
+        run.failure ??= e;
+        run.following?.abort();
+      });
+    return run.persisting;
   }
 
-  private async persistNow(): Promise<void> {
-    if (this.interruption) return;
-    const snapshot = {
-      state: this.codec.serialize(this.state),
-      position: this.position,
-      streamRevisions: new Map(this.revisions),
-    };
-    const changes = this.changes;
-    const emits = this.emits;
+  private async persistNow(run: Run): Promise<void> {
+    if (run.failure || run.interruption || this.current !== run) return;
+    const snapshot = { state: this.codec.serialize(this.state), position: this.position, streamRevisions: new Map(this.revisions) };
+    const version = this.version;
+    const [changes, emits, unpersisted] = [this.changes, this.emits, this.unpersisted];
     this.changes = [];
     this.emits = [];
-    const unpersisted = this.unpersisted;
     this.unpersisted = 0;
     this.lastPersistAt = Date.now();
     let stage: "read model" | "emits" | "record" = "read model";
@@ -301,16 +350,18 @@ export class ProjectionRunner<S, Change = never> {
       // Read model and emitted events first: if this process dies before the record is written,
       // the events are handled again, and both recognise what they already have.
       if (this.readModel && (this.applied === undefined || snapshot.position > this.applied)) {
-        await this.readModel.persist(changes, snapshot.position);
+        if (!(await this.readModel.persist(changes, snapshot.position, this.applied))) {
+          return this.interrupt(run, "reload", new Error("the read model moved: another runner wrote to it"));
+        }
         this.applied = snapshot.position;
       }
       stage = "emits";
       await this.flush(emits);
       stage = "record";
-      const epoch = this.statusEpoch;
-      const record = await this.client.projections.persist(this.name, snapshot, this.version, this.holder);
+      const epoch = run.epoch;
+      const record = await this.client.projections.persist(this.name, snapshot, version, this.holder);
       this.version = record.version;
-      if (epoch === this.statusEpoch) this.observe(record.status);
+      if (epoch === run.epoch) this.observe(run, record.status);
     } catch (e) {
       if (e instanceof UnavailableError) {
         // The server is away for a moment: keep what is not written yet for the next persist.
@@ -319,7 +370,10 @@ export class ProjectionRunner<S, Change = never> {
         this.unpersisted += unpersisted;
         return;
       }
-      this.interrupt(e);
+      if (e instanceof LeaseHeldError) return this.interrupt(run, "lost", e);
+      if (e instanceof ProjectionNotFoundError) return this.interrupt(run, "deleted", e);
+      if (e instanceof WrongExpectedVersionError) return this.interrupt(run, "reload", e);
+      throw e;
     }
   }
 
@@ -329,7 +383,7 @@ export class ProjectionRunner<S, Change = never> {
       let j = i + 1;
       while (j < emits.length && emits[j].stream === emits[i].stream) j++;
       const stream = emits[i].stream;
-      const events = await Promise.all(emits.slice(i, j).map((e) => applyBeforeAppend(this.options.middleware ?? [], e.event, { stream })));
+      const events = await Promise.all(emits.slice(i, j).map((e) => applyBeforeAppend(this.middleware, e.event, { stream })));
       try {
         await this.client.append(stream, events);
       } catch (e) {
@@ -343,10 +397,10 @@ export class ProjectionRunner<S, Change = never> {
   }
 
   /** Takes the lease, creating the record if there is none, and waits while another runner holds it. */
-  private async acquire(): Promise<ProjectionRecord | undefined> {
+  private async acquire(run: Run): Promise<ProjectionRecord | undefined> {
     const ttl = this.options.leaseTtlMs ?? 10_000;
     for (;;) {
-      if (this.control) return undefined;
+      if (run.control) return undefined;
       try {
         return await this.client.projections.acquireLease(this.name, this.holder, ttl);
       } catch (e) {
@@ -358,54 +412,67 @@ export class ProjectionRunner<S, Change = never> {
             });
           continue;
         }
+        if (e instanceof WrongExpectedVersionError) continue; // the lease changed hands meanwhile: ask again
         if (!(e instanceof LeaseHeldError)) throw e;
         this.options.onWaiting?.(e.holder, e.expiresAt);
         const wait = Math.max(50, Math.min(e.expiresAt.getTime() - Date.now() + 50, this.options.controlIntervalMs ?? 1000));
-        await sleep(wait, undefined, { signal: this.wake.signal }).catch(() => {});
+        await sleep(wait, undefined, { signal: run.wake.signal }).catch(() => {});
       }
     }
   }
 
-  /** Renews the lease (the answer carries the status to obey), and persists if events wait too long. */
-  private async renew(): Promise<void> {
-    if (this.unpersisted > 0 && Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
-      this.persist().catch((e) => {
-        this.failure ??= e;
-        this.following?.abort();
-      });
+  /** On the timer: persists if events wait too long, and renews the lease (its answer carries the status). */
+  private tick(run: Run): void {
+    if (this.current !== run || run.renewing) return;
+    if (run.following && !run.following.signal.aborted && this.unpersisted > 0 && Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
+      void this.persist(run);
     }
-    const epoch = this.statusEpoch;
+    const epoch = run.epoch;
+    run.renewing = this.client.projections
+      .acquireLease(this.name, this.holder, this.options.leaseTtlMs ?? 10_000)
+      .then(
+        (record) => {
+          if (epoch === run.epoch) this.observe(run, record.status);
+        },
+        (e) => {
+          if (e instanceof LeaseHeldError) this.interrupt(run, "lost", e);
+          else if (e instanceof ProjectionNotFoundError) this.interrupt(run, "deleted", e);
+          // Anything else (the server restarting) may pass: the next renewal tries again.
+        },
+      )
+      .finally(() => (run.renewing = undefined));
+  }
+
+  private interrupt(run: Run, kind: "lost" | "deleted" | "reload", error: unknown): void {
+    if (!run.interruption || kind !== "reload") run.interruption = { kind, error };
+    run.following?.abort();
+  }
+
+  /** Writes a status only over the one expected; false (after looking again) if another was set meanwhile. */
+  private async writeStatus(run: Run, status: ProjectionStatus, expectedStatus: ProjectionStatus): Promise<boolean> {
+    run.epoch++;
     try {
-      const record = await this.client.projections.acquireLease(this.name, this.holder, this.options.leaseTtlMs ?? 10_000);
-      if (epoch === this.statusEpoch) this.observe(record.status);
+      this.status = (await this.client.projections.updateStatus(this.name, status, { expectedStatus })).status;
+      return true;
     } catch (e) {
-      if (e instanceof LeaseHeldError || e instanceof ProjectionNotFoundError) this.interrupt(e);
-      // Anything else (the server restarting) may pass: the next renewal tries again.
+      if (!(e instanceof WrongExpectedStatusError)) throw e;
+      return false;
+    } finally {
+      run.epoch++;
     }
   }
 
-  private observe(status: ProjectionStatus): void {
-    if (status === "stopping" || status === "resetting" || status === "deleting") {
-      if (!this.control) {
-        this.control = status;
-        this.following?.abort();
-      }
-    }
+  /** After a refused status write: whatever was asked meanwhile becomes this run's request. */
+  private async lookAgain(run: Run): Promise<void> {
+    const status = (await this.client.projections.get(this.name)).status;
+    if (status === "stopping" || status === "resetting" || status === "deleting") this.request(run, status);
   }
 
-  /** A failed write or renewal: the lease is lost, the record deleted, or changed by someone else. */
-  private interrupt(e: unknown): void {
-    if (e instanceof LeaseHeldError) this.interruption = "lost";
-    else if (e instanceof ProjectionNotFoundError) this.interruption = "deleted";
-    else if (e instanceof WrongExpectedVersionError) this.interruption ??= "reload";
-    else throw e;
-    this.following?.abort();
-  }
-
-  private async setStatus(status: ProjectionStatus): Promise<void> {
-    this.statusEpoch++;
-    const record = await this.client.projections.updateStatus(this.name, status);
-    this.status = record.status;
+  /** The record changed elsewhere (a reset, another writer): start again from what it holds. */
+  private async reload(run: Run): Promise<void> {
+    run.interruption = undefined;
+    this.load(await this.client.projections.get(this.name));
+    this.applied = await this.readModel?.appliedPosition();
   }
 
   private load(record: ProjectionRecord): void {
@@ -419,17 +486,18 @@ export class ProjectionRunner<S, Change = never> {
     this.changes = [];
     this.emits = [];
     this.unpersisted = 0;
+    this.lastPersistAt = Date.now();
   }
 
-  private async resetEverything(): Promise<void> {
-    this.statusEpoch++;
+  private async resetEverything(run: Run): Promise<void> {
+    run.epoch++;
     this.load(await this.client.projections.reset(this.name));
     await this.readModel?.reset();
     this.applied = undefined;
+    run.epoch++;
   }
 
   private async deleteEverything(): Promise<void> {
-    this.statusEpoch++;
     await this.client.projections.delete(this.name).catch((e) => {
       if (!(e instanceof ProjectionNotFoundError)) throw e;
     });

@@ -13,8 +13,12 @@ export interface ReadModel<Change> {
   reset(): Promise<void>;
   /** Removes it. */
   delete(): Promise<void>;
-  /** Applies the changes and records `position` as applied, in one atomic step. */
-  persist(changes: Change[], position: bigint): Promise<void>;
+  /**
+   * Applies the changes and records `position` as applied, in one atomic step, if the read model
+   * is still at `previous` (undefined: nothing applied yet). Answers false, applying nothing,
+   * when it is not: another runner has moved it, and this one must look again.
+   */
+  persist(changes: Change[], position: bigint, previous: bigint | undefined): Promise<boolean>;
   /** The position of the last changes applied; undefined when none are. */
   appliedPosition(): Promise<bigint | undefined>;
 }

@@ -81,7 +81,8 @@ export async function* resumingSubscription(
             case "events":
               failures = 0;
               for (const e of m.message.value.events) {
-                after = e.position;
+                // A resolved link's place in the log is the link's, not its target's.
+                after = (e.link ?? e).position;
                 yield fromProtoEvent(e);
               }
               break;

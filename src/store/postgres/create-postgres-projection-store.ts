@@ -38,8 +38,11 @@ export function createPostgresProjectionStore(sql: Sql, limits: Limits): Project
     list: (options) => guard(() => listProjections(sql, options)),
     delete: (name, expectedVersion) => guard(() => deleteProjection(sql, validateProjectionName(name), expectedVersion)),
     reset: (name, expectedVersion) => guard(() => resetProjection(sql, validateProjectionName(name), expectedVersion)),
-    updateStatus: (name, status, expectedVersion) =>
-      guard(() => updateProjectionStatus(sql, validateProjectionName(name), validateStatus(status), expectedVersion)),
+    updateStatus: (name, status, expected = {}) =>
+      guard(() => {
+        if (expected.status !== undefined) validateStatus(expected.status);
+        return updateProjectionStatus(sql, validateProjectionName(name), validateStatus(status), expected);
+      }),
     persist: (name, progress, expectedVersion, holder) =>
       guard(() => {
         validateProjectionName(name);

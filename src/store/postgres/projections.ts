@@ -89,13 +89,23 @@ export async function updateProjectionStatus(
   sql: Sql,
   name: string,
   status: ProjectionStatus,
-  expectedVersion?: bigint,
+  expected: { version?: bigint; status?: ProjectionStatus },
 ): Promise<ProjectionRecord> {
   const [row] = await sql<ProjectionRow[]>`
     update eventstore.projections set status = ${status}, updated_at = clock_timestamp()
-     where name = ${name} ${versionIs(sql, expectedVersion)}
+     where name = ${name} ${versionIs(sql, expected.version)}
+       ${expected.status === undefined ? sql`` : sql`and status = ${expected.status}`}
     returning ${columns(sql)}`;
-  return row ? toRecord(row) : explainMiss(sql, name, expectedVersion);
+  if (row) return toRecord(row);
+  const [found] = await sql<ProjectionRow[]>`select ${columns(sql)} from eventstore.projections where name = ${name}`;
+  if (found && expected.status !== undefined && found.status !== expected.status) {
+    throw new EventStoreError(
+      "WRONG_EXPECTED_STATUS",
+      `Wrong expected status: ${expected.status} (projection ${name}, actual ${found.status})`,
+      { name, expected_status: expected.status, actual_status: found.status },
+    );
+  }
+  return explainMiss(sql, name, expected.version);
 }
 
 /** Writes state and positions in one statement, if the version matches and no one else holds a live lease. */
@@ -117,12 +127,19 @@ export async function persistProjection(
 }
 
 export async function acquireProjectionLease(sql: Sql, name: string, holder: string, ttlMs: number): Promise<ProjectionRecord> {
-  const [row] = await sql<ProjectionRow[]>`
-    update eventstore.projections
-       set lease_holder = ${holder}, lease_expires_at = clock_timestamp() + ${ttlMs} * interval '1 millisecond'
-     where name = ${name} ${leaseAllows(sql, holder)}
-    returning ${columns(sql)}`;
-  return row ? toRecord(row) : explainMiss(sql, name, undefined, holder);
+  for (let attempt = 1; ; attempt++) {
+    const [row] = await sql<ProjectionRow[]>`
+      update eventstore.projections
+         set lease_holder = ${holder}, lease_expires_at = clock_timestamp() + ${ttlMs} * interval '1 millisecond'
+       where name = ${name} ${leaseAllows(sql, holder)}
+      returning ${columns(sql)}`;
+    if (row) return toRecord(row);
+    // Refused because the lease is held, or the record is gone: say which. If neither holds
+    // any more (the lease expired or was released in between), try again.
+    await explainMiss(sql, name, undefined, holder).catch((e) => {
+      if (attempt >= 3 || !(e instanceof EventStoreError && e.kind === "WRONG_EXPECTED_VERSION")) throw e;
+    });
+  }
 }
 
 /** Gives the lease up; a no-op when the holder holds none. */
@@ -131,7 +148,11 @@ export async function releaseProjectionLease(sql: Sql, name: string, holder: str
     update eventstore.projections set lease_holder = null, lease_expires_at = null
      where name = ${name} and (lease_holder = ${holder} or lease_holder is null or lease_expires_at <= clock_timestamp())
     returning name`;
-  if (rows.length === 0) await explainMiss(sql, name, undefined, holder);
+  if (rows.length > 0) return;
+  // Held by another: LEASE_HELD; gone: NOT_FOUND. Freed in between: nothing left to release.
+  await explainMiss(sql, name, undefined, holder).catch((e) => {
+    if (!(e instanceof EventStoreError && e.kind === "WRONG_EXPECTED_VERSION")) throw e;
+  });
 }
 
 function versionIs(sql: Sql, expectedVersion: bigint | undefined) {

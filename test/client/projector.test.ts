@@ -1,0 +1,287 @@
+import { randomUUID } from "node:crypto";
+import postgres from "postgres";
+import {
+  createEventStoreClient,
+  createPostgresReadModel,
+  insert,
+  jsonData,
+  LINK_EVENT_TYPE,
+  ProjectionNotFoundError,
+  Projector,
+  ReadModelProjector,
+  update,
+  type EventStoreClient,
+  type RecordedEvent,
+  type TableChange,
+} from "../../src/client";
+import { createTestDatabase, type TestDatabase } from "../support/test-database";
+import { startTestServer, type TestServer } from "../support/test-server";
+
+let db: TestDatabase;
+let server: TestServer;
+let client: EventStoreClient;
+let sql: postgres.Sql;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  server = await startTestServer({ kind: "postgres", url: db.url });
+  client = createEventStoreClient({ url: server.url });
+  sql = postgres(db.url, { onnotice: () => {} });
+});
+
+afterAll(async () => {
+  client?.close();
+  await sql?.end();
+  await server?.stop();
+  await db?.drop();
+});
+
+const unique = () => randomUUID().replaceAll("-", "").slice(0, 12);
+const fast = { leaseTtlMs: 2000, controlIntervalMs: 100, persistEveryMs: 100 };
+
+async function until<T>(check: () => Promise<T | undefined> | T | undefined, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function collect(events: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
+  const all: RecordedEvent[] = [];
+  for await (const e of events) all.push(e);
+  return all;
+}
+
+async function deposit(category: string, account: number, amounts: number[]): Promise<void> {
+  await client.append(`${category}-${account}`, amounts.map((amount) => ({ type: "Deposited", data: { amount } })));
+}
+
+/** Sums deposits per stream; `seen` holds each event id once, so a repeat would show. */
+function summing(c: EventStoreClient, name: string, category: string, options = {}) {
+  return new Projector(c, name, { ...fast, ...options })
+    .fromAll({ category })
+    .init(() => ({ total: 0, seen: [] as string[] }))
+    .when<{ Deposited: { amount: number } }>({
+      Deposited: (s, e) => ({ total: s.total + e.payload.amount, seen: [...s.seen, e.id] }),
+    });
+}
+
+describe("a projector", () => {
+  it("persists state and position in its record, and a new run carries on from there: nothing missed or repeated", async () => {
+    const [category, name] = [`pa${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [1, 2, 3]);
+    const first = summing(client, name, category);
+    await first.run({ keepRunning: false });
+    expect(first.state.total).toBe(6);
+    const record = await client.projections.get(name);
+    expect(record).toMatchObject({ status: "idle", stateContentType: "application/json" });
+    expect(JSON.parse(new TextDecoder().decode(record.state)).total).toBe(6);
+    const [last] = await collect(client.readStream(`${category}-1`, { direction: "backwards", limit: 1 }));
+    expect(record.position).toBe(last.position);
+    expect(record.lease).toBeUndefined(); // released on stop
+
+    await deposit(category, 2, [10, 20]);
+    const second = summing(client, name, category); // as a new process would
+    await second.run({ keepRunning: false });
+    expect(second.state.total).toBe(36);
+    expect(new Set(second.state.seen).size).toBe(5);
+    expect(second.state.seen).toHaveLength(5);
+  });
+
+  it("keeps running live, persisting every N events or T ms, and stops from here", async () => {
+    const [category, name] = [`pb${unique()}`, `sum-${unique()}`];
+    const projector = summing(client, name, category, { persistEveryEvents: 2, persistEveryMs: 60_000 });
+    const running = projector.run();
+    await until(async () => (await client.projections.get(name).catch(() => undefined))?.status === "running", "running");
+    await deposit(category, 1, [5]);
+    await until(() => projector.state.total === 5, "the live event");
+    expect(JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total).toBe(0); // 1 < N, T not yet
+    await deposit(category, 1, [7]);
+    await until(async () => JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total === 12, "a persist after 2 events");
+    await projector.stop();
+    await running;
+    expect((await client.projections.get(name)).status).toBe("idle");
+  });
+
+  it("persists after T ms when events stop coming", async () => {
+    const [category, name] = [`pt${unique()}`, `sum-${unique()}`];
+    const projector = summing(client, name, category, { persistEveryEvents: 1000, persistEveryMs: 200 });
+    const running = projector.run();
+    await until(async () => (await client.projections.get(name).catch(() => undefined))?.status === "running", "running");
+    await deposit(category, 1, [3]);
+    await until(async () => JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total === 3, "a timed persist");
+    await projector.stop();
+    await running;
+  });
+
+  it("obeys stop, reset and delete set from another client through the server", async () => {
+    const [category, name] = [`pc${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [1, 2]);
+    const projector = summing(client, name, category);
+    const other = createEventStoreClient({ url: server.url });
+    try {
+      let running = projector.run();
+      await until(() => projector.state.total === 3, "catch-up");
+      // Stop: it persists, says idle and gives the lease up.
+      await other.projections.updateStatus(name, "stopping");
+      await running;
+      expect(await other.projections.get(name)).toMatchObject({ status: "idle", lease: undefined });
+
+      // Reset: it starts again from the initial state and folds everything again, once.
+      running = projector.run();
+      await until(() => projector.status === "running", "running again");
+      const before = (await other.projections.get(name)).version;
+      await other.projections.updateStatus(name, "resetting");
+      await until(async () => {
+        const r = await other.projections.get(name);
+        return r.status === "running" && r.version > before + 1n && JSON.parse(new TextDecoder().decode(r.state)).total === 3;
+      }, "a reset and a refold");
+      expect(projector.state.seen).toHaveLength(2);
+      await deposit(category, 1, [4]);
+      await until(() => projector.state.total === 7, "live after the reset");
+
+      // Delete: it deletes its record and stops.
+      await other.projections.updateStatus(name, "deleting");
+      await running;
+      await expect(other.projections.get(name)).rejects.toBeInstanceOf(ProjectionNotFoundError);
+    } finally {
+      other.close();
+    }
+  });
+
+  it("emits to its own stream and links into another, and after a crash re-emits nothing twice", async () => {
+    const [category, name] = [`pe${unique()}`, `big-${unique()}`];
+    await deposit(category, 1, [5, 5000]);
+    await deposit(category, 2, [7000]);
+    const build = (c: EventStoreClient) =>
+      new Projector(c, name, { ...fast, persistEveryEvents: 1000 })
+        .fromAll({ category })
+        .init(() => 0)
+        .when<{ Deposited: { amount: number } }>({
+          Deposited: (n, e, { emit, linkTo }) => {
+            if (e.payload.amount < 1000) return n;
+            emit({ type: "LargeDeposit", data: { stream: e.stream, amount: e.payload.amount } });
+            linkTo(`${name}-links`, e);
+            return n + 1;
+          },
+        });
+    // The first run dies after writing its emits and links but before its record: the record
+    // refuses its persist (as if the process had been killed there).
+    const crashing = {
+      ...client,
+      projections: {
+        ...client.projections,
+        persist: async () => {
+          throw new Error("killed");
+        },
+      },
+    } as EventStoreClient;
+    await expect(build(crashing).run({ keepRunning: false })).rejects.toThrow("killed");
+    await client.projections.releaseLease(name, (await client.projections.get(name)).lease!.holder);
+    expect(await collect(client.readStream(name))).toHaveLength(2);
+
+    const projector = build(client);
+    await projector.run({ keepRunning: false });
+    expect(projector.state).toBe(2);
+    const emitted = await collect(client.readStream(name));
+    expect(emitted.map((e) => [e.type, jsonData(e)])).toEqual([
+      ["LargeDeposit", { stream: `${category}-1`, amount: 5000 }],
+      ["LargeDeposit", { stream: `${category}-2`, amount: 7000 }],
+    ]);
+    const links = await collect(client.readStream(`${name}-links`));
+    expect(links.map((e) => e.type)).toEqual([LINK_EVENT_TYPE, LINK_EVENT_TYPE]);
+    const resolved = await collect(client.readStream(`${name}-links`, { resolveLinks: true }));
+    expect(resolved.map((e) => [e.stream, e.revision])).toEqual([
+      [`${category}-1`, 1n],
+      [`${category}-2`, 0n],
+    ]);
+  });
+
+  it("waits while another runner holds the lease, and takes over when it expires", async () => {
+    const [category, name] = [`pl${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [1]);
+    // Another runner holds the lease and does not renew it (it died).
+    await client.projections.create(name, new TextEncoder().encode(JSON.stringify({ total: 0, seen: [] })));
+    await client.projections.acquireLease(name, "dead-runner", 1500);
+    const waits: string[] = [];
+    const projector = summing(client, name, category, { onWaiting: (holder: string) => waits.push(holder) });
+    const started = Date.now();
+    await projector.run({ keepRunning: false });
+    expect(waits[0]).toBe("dead-runner");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(projector.state.total).toBe(1);
+  });
+});
+
+describe("a read-model projector", () => {
+  const readModel = (table: string) =>
+    createPostgresReadModel({ sql, table, columns: "id text primary key, total numeric not null, deposits int not null" });
+
+  function totals(c: EventStoreClient, name: string, table: string, category: string) {
+    return new ReadModelProjector<Record<string, { total: number; deposits: number }>, TableChange>(c, name, readModel(table), {
+      ...fast,
+      persistEveryEvents: 1000,
+    })
+      .fromAll({ category })
+      .init(() => ({}) as Record<string, { total: number; deposits: number }>)
+      .when<{ Opened: unknown; Deposited: { amount: number } }>({
+        Opened: (s, e, { stack }) => {
+          stack(insert({ id: e.stream, total: 0, deposits: 0 }));
+          return { ...s, [e.stream]: { total: 0, deposits: 0 } };
+        },
+        Deposited: (s, e, { stack }) => {
+          const row = { total: s[e.stream].total + e.payload.amount, deposits: s[e.stream].deposits + 1 };
+          stack(update(row, { id: e.stream }));
+          return { ...s, [e.stream]: row };
+        },
+      });
+  }
+
+  it("creates its table, fills it, and after a crash between the table and the record applies no event twice", async () => {
+    const [category, name, table] = [`rm${unique()}`, `rm-${unique()}`, `totals_${unique()}`];
+    await client.append(`${category}-1`, [{ type: "Opened" }, { type: "Deposited", data: { amount: 5 } }]);
+    await client.append(`${category}-2`, [{ type: "Opened" }]);
+    const crashing = {
+      ...client,
+      projections: {
+        ...client.projections,
+        persist: async () => {
+          throw new Error("killed");
+        },
+      },
+    } as EventStoreClient;
+    // The table and its position are written, the record is not: as if killed between the two.
+    await expect(totals(crashing, name, table, category).run({ keepRunning: false })).rejects.toThrow("killed");
+    await client.projections.releaseLease(name, (await client.projections.get(name)).lease!.holder);
+    expect((await client.projections.get(name)).position).toBe(0n);
+    await client.append(`${category}-2`, [{ type: "Deposited", data: { amount: 7 } }]);
+
+    // The next run handles every event again from the record's position: the table's inserts
+    // would fail on their primary key if they were applied again.
+    await totals(client, name, table, category).run({ keepRunning: false });
+    const rows = await sql`select id, total::int, deposits from ${sql(table)} order by id`;
+    expect(rows.map((r) => ({ ...r }))).toEqual([
+      { id: `${category}-1`, total: 5, deposits: 1 },
+      { id: `${category}-2`, total: 7, deposits: 1 },
+    ]);
+  });
+
+  it("resets its table on reset and drops it on delete", async () => {
+    const [category, name, table] = [`rr${unique()}`, `rm-${unique()}`, `totals_${unique()}`];
+    await client.append(`${category}-1`, [{ type: "Opened" }, { type: "Deposited", data: { amount: 5 } }]);
+    const projector = totals(client, name, table, category);
+    await projector.run({ keepRunning: false });
+    expect((await sql`select count(*)::int as n from ${sql(table)}`)[0].n).toBe(1);
+    await projector.reset();
+    expect((await sql`select count(*)::int as n from ${sql(table)}`)[0].n).toBe(0);
+    expect((await client.projections.get(name)).position).toBe(0n);
+    await projector.run({ keepRunning: false });
+    expect((await sql`select total::int from ${sql(table)}`)[0].total).toBe(5);
+    await projector.delete();
+    expect((await sql`select to_regclass(${table}) as t`)[0].t).toBeNull();
+    await expect(client.projections.get(name)).rejects.toBeInstanceOf(ProjectionNotFoundError);
+  });
+});

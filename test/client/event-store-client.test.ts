@@ -10,24 +10,18 @@ import {
   type RecordedEvent,
 } from "../../src/client";
 import { openStore, type EventStore } from "../../src/store";
-import { createTestDatabase, type TestDatabase } from "../support/test-database";
+import { startClientServer } from "../support/client-server";
+import type { TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
+let close: () => Promise<void>;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer({ kind: "postgres", url: db.url });
-  client = createEventStoreClient({ url: server.url });
-});
+beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
 
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
-  await db?.drop();
-});
+afterAll(() => close?.());
 
 const name = (prefix: string) => `${prefix}_${randomUUID().replaceAll("-", "")}`;
 

@@ -14,26 +14,24 @@ import {
   type RecordedEvent,
   type TableChange,
 } from "../../src/client";
-import { createTestDatabase, type TestDatabase } from "../support/test-database";
-import { startTestServer, type TestServer } from "../support/test-server";
+import { startClientServer } from "../support/client-server";
+import type { TestDatabase } from "../support/test-database";
+import type { TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
+let close: () => Promise<void>;
 let sql: postgres.Sql;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer({ kind: "postgres", url: db.url });
-  client = createEventStoreClient({ url: server.url });
+  ({ db, server, client, close } = await startClientServer());
   sql = postgres(db.url, { onnotice: () => {} });
 });
 
 afterAll(async () => {
-  client?.close();
   await sql?.end();
-  await server?.stop();
-  await db?.drop();
+  await close?.();
 });
 
 const unique = () => randomUUID().replaceAll("-", "").slice(0, 12);

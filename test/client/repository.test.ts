@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
   Aggregate,
-  createEventStoreClient,
   createEventTypeRegistry,
   createRepository,
   jsonData,
@@ -14,24 +13,18 @@ import {
   type RecordedEvent,
   type RepositoryOptions,
 } from "../../src/client";
-import { createTestDatabase, type TestDatabase } from "../support/test-database";
-import { startTestServer, type TestServer } from "../support/test-server";
+import { startClientServer } from "../support/client-server";
+import type { TestDatabase } from "../support/test-database";
+import type { TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
+let close: () => Promise<void>;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer({ kind: "postgres", url: db.url });
-  client = createEventStoreClient({ url: server.url });
-});
+beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
 
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
-  await db?.drop();
-});
+afterAll(() => close?.());
 
 type AccountEvent =
   | { type: "Opened"; data: { owner: string } }

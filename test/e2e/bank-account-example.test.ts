@@ -1,29 +1,23 @@
 import { randomUUID } from "node:crypto";
-import { createEventStoreClient, jsonData, ProjectionNotFoundError, type EventStoreClient, type ProjectionRecord } from "../../src/client";
+import { jsonData, ProjectionNotFoundError, type EventStoreClient, type ProjectionRecord } from "../../src/client";
 import { startExample, type ExampleProcess } from "../support/example-process";
-import { createTestDatabase, type TestDatabase } from "../support/test-database";
-import { startTestServer, type TestServer } from "../support/test-server";
+import { startClientServer } from "../support/client-server";
+import type { TestDatabase } from "../support/test-database";
+import type { TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
+let close: () => Promise<void>;
 const running: ExampleProcess[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer({ kind: "postgres", url: db.url });
-  client = createEventStoreClient({ url: server.url });
-});
+beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
 
 afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.kill("SIGKILL")));
 });
 
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
-  await db?.drop();
-});
+afterAll(() => close?.());
 
 const unique = () => randomUUID().replaceAll("-", "").slice(0, 10);
 

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import {
-  createEventStoreClient,
   InvalidArgumentError,
   jsonData,
   linkTo,
@@ -9,24 +8,18 @@ import {
   type RecordedEvent,
 } from "../../src/client";
 import { createGrpcJsClient, serverStream } from "../support/grpc-js-client";
-import { createTestDatabase, type TestDatabase } from "../support/test-database";
-import { startTestServer, type TestServer } from "../support/test-server";
+import { startClientServer } from "../support/client-server";
+import type { TestDatabase } from "../support/test-database";
+import type { TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
+let close: () => Promise<void>;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer({ kind: "postgres", url: db.url });
-  client = createEventStoreClient({ url: server.url });
-});
+beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
 
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
-  await db?.drop();
-});
+afterAll(() => close?.());
 
 async function collect(events: AsyncIterable<RecordedEvent>, count = Infinity): Promise<RecordedEvent[]> {
   const all: RecordedEvent[] = [];

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import type { StoreLocation } from "../../src/store";
 import { createGrpcJsClient, errorInfo, unary } from "../support/grpc-js-client";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
@@ -48,6 +50,25 @@ describe.each<[string, () => Promise<{ location: StoreLocation; drop: () => Prom
     client?.close();
     await server?.stop();
     await drop?.();
+  });
+
+  it("is listed by server reflection, so grpcurl finds it", async () => {
+    const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", { includeDirs: [join(__dirname, "../../proto")], oneofs: true });
+    const Reflection = (grpc.loadPackageDefinition(definition) as any).grpc.reflection.v1.ServerReflection as grpc.ServiceClientConstructor;
+    const reflection = new Reflection(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    try {
+      const call = (reflection as any).ServerReflectionInfo();
+      const answer = new Promise<any>((resolve, reject) => {
+        call.on("data", resolve);
+        call.on("error", reject);
+      });
+      call.write({ listServices: "" });
+      call.end();
+      const services = (await answer).listServicesResponse.service.map((s: { name: string }) => s.name);
+      expect(services).toEqual(expect.arrayContaining(["eventstore.v1.EventStoreService", "eventstore.v1.ProjectionService"]));
+    } finally {
+      reflection.close();
+    }
   });
 
   it("creates a record at version 1 with its initial state, idle, and answers it by name and in lists", async () => {
@@ -118,6 +139,17 @@ describe.each<[string, () => Promise<{ location: StoreLocation; drop: () => Prom
     await call("CreateProjection", { name: n, initialState: json(1), status: "PROJECTION_STATUS_RUNNING" });
     const stopping = (await call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_STOPPING" })).projection;
     expect(stopping).toMatchObject({ status: "PROJECTION_STATUS_STOPPING", version: "1" });
+    // A runner writing IDLE over the RUNNING it saw must not overwrite a request made meanwhile.
+    expect(
+      await failure(call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_IDLE", expectedStatus: "PROJECTION_STATUS_RUNNING" })),
+    ).toEqual({
+      code: "ABORTED",
+      reason: "WRONG_EXPECTED_STATUS",
+      facts: { name: n, expected_status: "running", actual_status: "stopping" },
+    });
+    expect(
+      (await call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_IDLE", expectedStatus: "PROJECTION_STATUS_STOPPING" })).projection.status,
+    ).toBe("PROJECTION_STATUS_IDLE");
     expect(await failure(call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_IDLE", expectedVersion: "5" }))).toMatchObject({
       code: "ABORTED",
     });

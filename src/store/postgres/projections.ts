@@ -184,11 +184,9 @@ async function explainMiss(sql: Sql, name: string, expectedVersion?: bigint, hol
     );
   }
   // The row changed between the write and this read: the caller may simply retry.
-  throw new EventStoreError("WRONG_EXPECTED_VERSION", `Projection ${name} changed during the write; retry`, {
-    name,
-    expected_version: String(expectedVersion ?? ""),
-    actual_version: String(row.version),
-  });
+  const facts: Record<string, string> = { name, actual_version: String(row.version) };
+  if (expectedVersion !== undefined) facts.expected_version = String(expectedVersion);
+  throw new EventStoreError("WRONG_EXPECTED_VERSION", `Projection ${name} changed during the write; retry`, facts);
 }
 
 function notFound(name: string) {

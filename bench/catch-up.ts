@@ -1,4 +1,5 @@
 import type { ChannelOptions } from "@grpc/grpc-js";
+import { createEventStoreClient as createSdkClient, Projector } from "../src/client";
 import { EMPTY_FILTER, silentLogger } from "../src/domain";
 import { openStore } from "../src/store";
 import { createLiveFeed, subscribe } from "../src/subscriptions";
@@ -46,6 +47,10 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
   // The same log through ReadAll (issue 5's "ReadAll of 1,000,000 events").
   const reader = createEventStoreClient(ctx.clientKind, env.server.url);
   const readAll = await checked("ReadAll", () => reader.readAll()).finally(() => reader.close());
+  // The SDK (src/client): its subscription, and a Projector folding every event into a count
+  // and persisting its record with the default cadence (every 100 events or 1 s).
+  const sdk = await checked("SDK subscribe", () => sdkCatchUp(env.server.url));
+  const projector = await checked("SDK projector", () => projectorCatchUp(env.server.url));
   const store = await checked("store", () => storeCatchUp(env.url));
   const rawClient = await env.raw.client();
   const raw = await checked("raw", () => rawClient.readAll(RAW_PAGE_ROWS)).finally(() => rawClient.end());
@@ -60,6 +65,9 @@ async function measure(ctx: BenchContext, env: IsolatedServer): Promise<CaseResu
     ours_wide_window_eps: round(events / wide, 0),
     ratio_wide_window: round(raw / wide, 3),
     read_all_eps: round(events / readAll, 0),
+    sdk_subscribe_eps: round(events / sdk, 0),
+    projector_eps: round(events / projector, 0),
+    projector_to_subscribe: round(sdk / projector, 3),
     read_all_ratio: round(raw / readAll, 3),
     store_ratio: round(raw / store, 3),
     ours_s: round(ours, 2),
@@ -89,6 +97,34 @@ async function oursCatchUp(url: string, channelOptions: ChannelOptions = {}): Pr
   } finally {
     subscription.cancel();
     subscribers.close();
+  }
+}
+
+/** Subscribe from the start through the SDK client; answers the events received before caught-up. */
+async function sdkCatchUp(url: string): Promise<number> {
+  const client = createSdkClient({ url });
+  const caughtUp = new AbortController();
+  let n = 0;
+  try {
+    for await (const _ of client.subscribe({ from: "start", signal: caughtUp.signal, onCaughtUp: () => caughtUp.abort() })) n++;
+    return n;
+  } finally {
+    client.close();
+  }
+}
+
+/** A Projector of the whole log, run until caught up; answers the events it folded. */
+async function projectorCatchUp(url: string): Promise<number> {
+  const client = createSdkClient({ url });
+  try {
+    const projector = new Projector(client, `bench-${Date.now()}`)
+      .fromAll()
+      .init(() => 0)
+      .whenAny((n) => n + 1);
+    await projector.run({ keepRunning: false });
+    return projector.state;
+  } finally {
+    client.close();
   }
 }
 

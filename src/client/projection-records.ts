@@ -56,7 +56,14 @@ const STATUSES: Record<ProjectionStatus, ProtoStatus> = {
   deleting: ProtoStatus.DELETING,
 };
 
-export function createProjectionRecords(rpc: Client<typeof ProjectionService>, signal: AbortSignal): ProjectionRecords {
+/**
+ * Each call gives up after this long: a runner renews its lease on a timer, and a call that
+ * hangs (a silent network) must fail, so the next renewal can try, before the lease runs out.
+ */
+const CALL_TIMEOUT_MS = 10_000;
+
+export function createProjectionRecords(rpc: Client<typeof ProjectionService>, closed: AbortSignal): ProjectionRecords {
+  const callOptions = { signal: closed, timeoutMs: CALL_TIMEOUT_MS };
   async function call<T>(work: () => Promise<T>): Promise<T> {
     try {
       return await work();
@@ -72,21 +79,21 @@ export function createProjectionRecords(rpc: Client<typeof ProjectionService>, s
         record(
           rpc.createProjection(
             { name, initialState, stateContentType: options.stateContentType ?? "", status: STATUSES[options.status ?? "idle"] },
-            { signal },
+            callOptions,
           ),
         ),
       ),
-    get: (name) => call(() => record(rpc.getProjection({ name }, { signal }))),
+    get: (name) => call(() => record(rpc.getProjection({ name }, callOptions))),
     async *list(options = {}) {
       let pageToken = "";
       do {
-        const page = await call(() => rpc.listProjections({ prefix: options.prefix ?? "", pageSize: options.pageSize ?? 0, pageToken }, { signal }));
+        const page = await call(() => rpc.listProjections({ prefix: options.prefix ?? "", pageSize: options.pageSize ?? 0, pageToken }, callOptions));
         for (const p of page.projections) yield fromProjection(p);
         pageToken = page.nextPageToken;
       } while (pageToken !== "");
     },
-    delete: (name, options = {}) => call(async () => void (await rpc.deleteProjection({ name, expectedVersion: options.expectedVersion }, { signal }))),
-    reset: (name, options = {}) => call(() => record(rpc.resetProjection({ name, expectedVersion: options.expectedVersion }, { signal }))),
+    delete: (name, options = {}) => call(async () => void (await rpc.deleteProjection({ name, expectedVersion: options.expectedVersion }, callOptions))),
+    reset: (name, options = {}) => call(() => record(rpc.resetProjection({ name, expectedVersion: options.expectedVersion }, callOptions))),
     updateStatus: (name, status, options = {}) =>
       call(() =>
         record(
@@ -97,7 +104,7 @@ export function createProjectionRecords(rpc: Client<typeof ProjectionService>, s
               expectedVersion: options.expectedVersion,
               expectedStatus: options.expectedStatus ? STATUSES[options.expectedStatus] : ProtoStatus.UNSPECIFIED,
             },
-            { signal },
+            callOptions,
           ),
         ),
       ),
@@ -113,12 +120,12 @@ export function createProjectionRecords(rpc: Client<typeof ProjectionService>, s
               streamRevisions: Object.fromEntries(progress.streamRevisions),
               leaseHolder: leaseHolder ?? "",
             },
-            { signal },
+            callOptions,
           ),
         ),
       ),
-    acquireLease: (name, holder, ttlMs) => call(() => record(rpc.acquireProjectionLease({ name, holder, ttlMs }, { signal }))),
-    releaseLease: (name, holder) => call(async () => void (await rpc.releaseProjectionLease({ name, holder }, { signal }))),
+    acquireLease: (name, holder, ttlMs) => call(() => record(rpc.acquireProjectionLease({ name, holder, ttlMs }, callOptions))),
+    releaseLease: (name, holder) => call(async () => void (await rpc.releaseProjectionLease({ name, holder }, callOptions))),
   };
 }
 

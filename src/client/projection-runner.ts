@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { createHash, randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -5,6 +6,7 @@ import type { EventStoreClient } from "./event-store-client";
 import { createEventTypeRegistry, type DomainEvent, type DomainEventData, type EventTypeRegistry } from "./event-types";
 import {
   DuplicateEventIdError,
+  EventStoreClientError,
   LeaseHeldError,
   ProjectionExistsError,
   ProjectionNotFoundError,
@@ -68,6 +70,12 @@ const RANK: Record<Control, number> = { stopping: 1, resetting: 2, deleting: 3 }
 interface Run {
   done?: Promise<void>;
   control?: Control;
+  /** stop() was called here: a reset that outranked it is followed by the stop. */
+  stopAfter?: boolean;
+  /** reset() and delete() called here, waiting to hear that the run carried them out. */
+  waiters: { control: Control; resolve: (obeyed: boolean) => void }[];
+  /** A persist started from the event loop or the timer is under way: the next waits its turn. */
+  persistQueued: boolean;
   /** Why following stopped other than a control: the lease lost, the record deleted or changed elsewhere. */
   interruption?: { kind: "lost" | "deleted" | "reload"; error: unknown };
   /** A failure of work done beside the event loop (a timed persist): run() rejects with it. */
@@ -134,6 +142,10 @@ export class ProjectionRunner<S, Change = never> {
     this.registry = options.registry ?? createEventTypeRegistry();
     this.middleware = options.middleware ?? [];
     this.state = initialState();
+    // A lease must be renewed well before it runs out, or a slow answer loses it.
+    if ((options.controlIntervalMs ?? 1000) * 2 > (options.leaseTtlMs ?? 10_000)) {
+      throw new RangeError("controlIntervalMs must be at most half of leaseTtlMs: the lease is renewed at that interval");
+    }
   }
 
   getState(): S {
@@ -151,7 +163,7 @@ export class ProjectionRunner<S, Change = never> {
    */
   run(options: RunOptions = {}): Promise<void> {
     if (this.current) throw new Error(`projection ${this.name} is already running in this process`);
-    const run: Run = { holding: false, wake: new AbortController(), epoch: 0, persisting: Promise.resolve() };
+    const run: Run = { holding: false, wake: new AbortController(), epoch: 0, persisting: Promise.resolve(), waiters: [], persistQueued: false };
     this.current = run;
     run.done = this.runOnce(run, options.keepRunning ?? true).finally(() => {
       if (this.current === run) this.current = undefined;
@@ -163,47 +175,68 @@ export class ProjectionRunner<S, Change = never> {
   async stop(): Promise<void> {
     const run = this.current;
     if (!run) return;
+    run.stopAfter = true;
     this.request(run, "stopping");
     await run.done?.catch(() => {});
   }
 
   /**
-   * Back to the initial state and position 0, with the read model reset. While this runner runs,
-   * it carries on from there; while another holds the lease, that one is asked to (RESETTING).
+   * Back to the initial state and position 0, with the read model reset. A running projection
+   * carries on from there; while another runner holds the lease, that one is asked to (RESETTING).
    */
   async reset(): Promise<void> {
     const run = this.current;
-    if (run?.holding) return this.request(run, "resetting");
-    const record = await this.client.projections.get(this.name);
-    if (record.lease && record.lease.holder !== this.holder) {
-      await this.client.projections.updateStatus(this.name, "resetting");
-      return;
-    }
-    await this.client.projections.reset(this.name);
-    await this.readModel?.reset();
+    if (run?.holding && (await this.ask(run, "resetting"))) return;
+    await this.whileHolding("resetting", async () => {
+      await this.transient(() => this.client.projections.updateStatus(this.name, "resetting"));
+      await this.transient(() => this.client.projections.reset(this.name));
+      await this.readModel?.reset();
+      await this.transient(() => this.client.projections.updateStatus(this.name, "idle", { expectedStatus: "resetting" }));
+    });
   }
 
   /**
-   * Deletes the record and the read model (and the emitted stream, if so configured). While this
-   * runner runs, it stops; while another holds the lease, that one is asked to (DELETING).
+   * Deletes the record and the read model (and the emitted stream, if so configured). A running
+   * projection stops; while another runner holds the lease, that one is asked to (DELETING).
    */
   async delete(): Promise<void> {
     const run = this.current;
-    if (run?.holding) {
-      this.request(run, "deleting");
-      await run.done?.catch(() => {});
+    if (run?.holding && (await this.ask(run, "deleting"))) return;
+    if (this.current) await this.stop(); // it was waiting for the lease, or ended without deleting
+    await this.whileHolding("deleting", () => this.deleteEverything());
+  }
+
+  /** Asks this process's run for a control; true once it has carried it out, false if the run ended first. */
+  private ask(run: Run, control: Control): Promise<boolean> {
+    const obeyed = new Promise<boolean>((resolve) => run.waiters.push({ control, resolve }));
+    this.request(run, control);
+    return Promise.race([obeyed, run.done!.then(() => false, () => false)]);
+  }
+
+  private obeyed(run: Run, control: Control): void {
+    for (const w of run.waiters.filter((w) => w.control === control)) w.resolve(true);
+    run.waiters = run.waiters.filter((w) => w.control !== control);
+  }
+
+  /**
+   * Does `work` holding the lease, so that no runner starts in the middle of it; if another runner
+   * holds it, asks that one instead (the status), over whatever status it has unless it is DELETING.
+   */
+  private async whileHolding(control: "resetting" | "deleting", work: () => Promise<void>): Promise<void> {
+    try {
+      await this.transient(() => this.client.projections.acquireLease(this.name, this.holder, this.options.leaseTtlMs ?? 10_000));
+    } catch (e) {
+      if (e instanceof ProjectionNotFoundError) return control === "deleting" ? this.deleteEverything() : undefined;
+      if (!(e instanceof LeaseHeldError)) throw e;
+      const { status } = await this.client.projections.get(this.name);
+      if (status !== "deleting") await this.client.projections.updateStatus(this.name, control, { expectedStatus: status });
       return;
     }
-    if (run) await this.stop(); // it was waiting for the lease
-    const record = await this.client.projections.get(this.name).catch((e) => {
-      if (e instanceof ProjectionNotFoundError) return undefined;
-      throw e;
-    });
-    if (record?.lease && record.lease.holder !== this.holder) {
-      await this.client.projections.updateStatus(this.name, "deleting");
-      return;
+    try {
+      await work();
+    } finally {
+      await this.client.projections.releaseLease(this.name, this.holder).catch(() => {});
     }
-    await this.deleteEverything();
   }
 
   private request(run: Run, control: Control): void {
@@ -222,7 +255,12 @@ export class ProjectionRunner<S, Change = never> {
     const record = await this.acquire(run);
     if (!record) return; // asked to stop while waiting for the lease
     run.holding = true;
-    const renewal = setInterval(() => this.tick(run), this.options.controlIntervalMs ?? 1000);
+    let renewal: NodeJS.Timeout | undefined = setInterval(() => this.tick(run), this.options.controlIntervalMs ?? 1000);
+    const stopRenewing = async () => {
+      clearInterval(renewal);
+      renewal = undefined;
+      await run.renewing;
+    };
     try {
       this.load(record);
       if (record.status === "deleting" || record.status === "resetting") run.control = record.status;
@@ -240,37 +278,49 @@ export class ProjectionRunner<S, Change = never> {
           await this.reload(run);
           continue;
         }
-        if (run.control === "deleting") return await this.deleteEverything();
+        if (run.control === "deleting") {
+          await stopRenewing(); // a renewal must not outlive the record
+          await this.transient(() => this.client.projections.updateStatus(this.name, "deleting"));
+          await this.deleteEverything();
+          this.obeyed(run, "deleting");
+          return;
+        }
         if (run.control === "resetting") {
+          // Said in the record first: a crash in the middle leaves RESETTING, which the next run
+          // obeys. Only over the status seen: a DELETING set meanwhile wins.
+          const seen = (await this.transient(() => this.client.projections.get(this.name))).status;
+          if (seen === "deleting") this.request(run, seen);
+          if (seen === "deleting" || (seen !== "resetting" && !(await this.writeStatus(run, "resetting", seen)))) continue;
           await this.resetEverything(run);
-          run.control = undefined;
+          if (run.control === "resetting") run.control = run.stopAfter ? "stopping" : undefined;
           if (!(await this.writeStatus(run, "running", "resetting"))) await this.lookAgain(run);
+          this.obeyed(run, "resetting");
           continue;
         }
         if (run.control !== "stopping" && !caughtUp) continue;
         await this.persist(run);
         if (run.failure || run.interruption) continue;
-        // Idle, unless a request came meanwhile: then that one first.
-        const now = (await this.client.projections.get(this.name)).status;
-        if (now === "resetting" || now === "deleting") {
-          this.request(run, now);
+        if (this.unpersisted > 0) {
+          await sleep(200); // the server was away: persist again before stopping
           continue;
         }
+        // Idle, unless a request came meanwhile: then that one first.
+        const now = (await this.transient(() => this.client.projections.get(this.name))).status;
+        if (now === "resetting" || now === "deleting") this.request(run, now);
+        if (outranksStop(run)) continue; // a reset or delete, asked here or there, comes first
         if (!(await this.writeStatus(run, "idle", now))) continue;
-        clearInterval(renewal);
-        await run.renewing;
-        await this.client.projections.releaseLease(this.name, this.holder).catch((e) => {
-          if (!(e instanceof LeaseHeldError || e instanceof ProjectionNotFoundError)) throw e;
-        });
+        await stopRenewing();
+        await this.client.projections.releaseLease(this.name, this.holder).catch(() => {}); // it expires anyway
         return;
       }
     } catch (e) {
       if (e instanceof ProjectionNotFoundError) return; // deleted from elsewhere: nothing left to run
       throw e;
     } finally {
-      clearInterval(renewal);
-      await run.renewing;
+      await stopRenewing();
+      await run.persisting; // nothing of this run may land in the next
       run.holding = false;
+      for (const w of run.waiters) w.resolve(false);
     }
   }
 
@@ -296,8 +346,9 @@ export class ProjectionRunner<S, Change = never> {
       const event = await applyAfterLoad(this.middleware, this.registry.decode(recorded));
       if (following.signal.aborted) break; // a control or reload while decoding: this event is the next run's
       this.handle(event);
-      if (this.unpersisted >= (this.options.persistEveryEvents ?? 100) || Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
-        await this.persist(run);
+      // In the background, one at a time: handling goes on while the record is written.
+      if (!run.persistQueued && (this.unpersisted >= (this.options.persistEveryEvents ?? 100) || Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000))) {
+        void this.persist(run);
       }
       if (run.failure || run.interruption) break;
     }
@@ -327,8 +378,12 @@ export class ProjectionRunner<S, Change = never> {
 
   /** Persists one at a time, each from its own snapshot; failures go to the run, never to the caller. */
   private persist(run: Run): Promise<void> {
+    run.persistQueued = true;
     run.persisting = run.persisting
-      .then(() => this.persistNow(run))
+      .then(() => {
+        run.persistQueued = false;
+        return this.persistNow(run);
+      })
       .catch((e) => {
         run.failure ??= e;
         run.following?.abort();
@@ -363,7 +418,7 @@ export class ProjectionRunner<S, Change = never> {
       this.version = record.version;
       if (epoch === run.epoch) this.observe(run, record.status);
     } catch (e) {
-      if (e instanceof UnavailableError) {
+      if (isTransient(e)) {
         // The server is away for a moment: keep what is not written yet for the next persist.
         if (stage === "read model") this.changes = changes.concat(this.changes);
         if (stage !== "record") this.emits = emits.concat(this.emits);
@@ -413,9 +468,14 @@ export class ProjectionRunner<S, Change = never> {
           continue;
         }
         if (e instanceof WrongExpectedVersionError) continue; // the lease changed hands meanwhile: ask again
+        const interval = this.options.controlIntervalMs ?? 1000;
+        if (isTransient(e)) {
+          await sleep(interval, undefined, { signal: run.wake.signal }).catch(() => {});
+          continue;
+        }
         if (!(e instanceof LeaseHeldError)) throw e;
         this.options.onWaiting?.(e.holder, e.expiresAt);
-        const wait = Math.max(50, Math.min(e.expiresAt.getTime() - Date.now() + 50, this.options.controlIntervalMs ?? 1000));
+        const wait = Math.max(50, Math.min(e.expiresAt.getTime() - Date.now() + 50, interval));
         await sleep(wait, undefined, { signal: run.wake.signal }).catch(() => {});
       }
     }
@@ -424,7 +484,7 @@ export class ProjectionRunner<S, Change = never> {
   /** On the timer: persists if events wait too long, and renews the lease (its answer carries the status). */
   private tick(run: Run): void {
     if (this.current !== run || run.renewing) return;
-    if (run.following && !run.following.signal.aborted && this.unpersisted > 0 && Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
+    if (run.following && !run.following.signal.aborted && !run.persistQueued && this.unpersisted > 0 && Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
       void this.persist(run);
     }
     const epoch = run.epoch;
@@ -452,7 +512,7 @@ export class ProjectionRunner<S, Change = never> {
   private async writeStatus(run: Run, status: ProjectionStatus, expectedStatus: ProjectionStatus): Promise<boolean> {
     run.epoch++;
     try {
-      this.status = (await this.client.projections.updateStatus(this.name, status, { expectedStatus })).status;
+      this.status = (await this.transient(() => this.client.projections.updateStatus(this.name, status, { expectedStatus }))).status;
       return true;
     } catch (e) {
       if (!(e instanceof WrongExpectedStatusError)) throw e;
@@ -464,14 +524,14 @@ export class ProjectionRunner<S, Change = never> {
 
   /** After a refused status write: whatever was asked meanwhile becomes this run's request. */
   private async lookAgain(run: Run): Promise<void> {
-    const status = (await this.client.projections.get(this.name)).status;
+    const status = (await this.transient(() => this.client.projections.get(this.name))).status;
     if (status === "stopping" || status === "resetting" || status === "deleting") this.request(run, status);
   }
 
   /** The record changed elsewhere (a reset, another writer): start again from what it holds. */
   private async reload(run: Run): Promise<void> {
     run.interruption = undefined;
-    this.load(await this.client.projections.get(this.name));
+    this.load(await this.transient(() => this.client.projections.get(this.name)));
     this.applied = await this.readModel?.appliedPosition();
   }
 
@@ -491,24 +551,38 @@ export class ProjectionRunner<S, Change = never> {
 
   private async resetEverything(run: Run): Promise<void> {
     run.epoch++;
-    this.load(await this.client.projections.reset(this.name));
+    this.load(await this.transient(() => this.client.projections.reset(this.name)));
     await this.readModel?.reset();
     this.applied = undefined;
     run.epoch++;
   }
 
+  /** The record goes last: a crash in the middle leaves it, still DELETING, for the next run to finish. */
   private async deleteEverything(): Promise<void> {
-    await this.client.projections.delete(this.name).catch((e) => {
-      if (!(e instanceof ProjectionNotFoundError)) throw e;
-    });
-    await this.readModel?.delete();
     if (this.options.deleteEmittedEvents) {
-      await this.client.deleteStream(this.name).catch((e) => {
+      await this.transient(() => this.client.deleteStream(this.name)).catch((e) => {
         if (!(e instanceof StreamNotFoundError)) throw e;
       });
     }
+    await this.readModel?.delete();
+    await this.transient(() => this.client.projections.delete(this.name)).catch((e) => {
+      if (!(e instanceof ProjectionNotFoundError)) throw e;
+    });
     this.status = "idle";
   }
+
+  /** Retries a call while the server is away (restarting, unreachable), for up to about half a minute. */
+  private async transient<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (e) {
+        if (!isTransient(e) || attempt >= 20) throw e;
+        await sleep(Math.min(100 * 2 ** attempt, 2000));
+      }
+    }
+  }
+
 }
 
 /**
@@ -523,4 +597,20 @@ function emittedEventId(projection: string, createdAt: Date, sourceId: string, w
   hash[8] = (hash[8] & 0x3f) | 0x80;
   const hex = hash.subarray(0, 16).toString("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * The server may be back soon: it is unavailable, or the call was cut (a reset connection, a
+ * timeout) before it answered. Our server's own refusals carry a reason and are never transient.
+ */
+function isTransient(e: unknown): boolean {
+  if (e instanceof UnavailableError) return true;
+  return e instanceof EventStoreClientError && e.reason === "" && TRANSIENT_CODES.has(e.code);
+}
+
+const TRANSIENT_CODES = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded]);
+
+/** A reset or delete is asked for (a stop gives way to either). */
+function outranksStop(run: Run): boolean {
+  return run.control === "resetting" || run.control === "deleting";
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { Code } from "@connectrpc/connect";
 import postgres from "postgres";
 import {
   createEventStoreClient,
@@ -9,6 +10,7 @@ import {
   ProjectionNotFoundError,
   Projector,
   ReadModelProjector,
+  UnavailableError,
   update,
   type EventStoreClient,
   type RecordedEvent,
@@ -16,7 +18,7 @@ import {
 } from "../../src/client";
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
-import type { TestServer } from "../support/test-server";
+import { startTestServer, type TestServer } from "../support/test-server";
 
 let db: TestDatabase;
 let server: TestServer;
@@ -148,6 +150,71 @@ describe("a projector", () => {
     } finally {
       other.close();
     }
+  });
+
+  it("resets and deletes from its own process while running, and says when it has", async () => {
+    const [category, name] = [`pr${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [1, 2]);
+    const projector = summing(client, name, category);
+    const running = projector.run();
+    await until(() => projector.state.total === 3, "catch-up");
+    const before = (await client.projections.get(name)).version;
+    await projector.reset(); // resolves once the reset is done
+    expect((await client.projections.get(name)).version).toBeGreaterThan(before);
+    await until(() => projector.state.total === 3 && projector.status === "running", "the refold");
+    expect(projector.state.seen).toHaveLength(2);
+    await projector.delete();
+    await running;
+    await expect(client.projections.get(name)).rejects.toBeInstanceOf(ProjectionNotFoundError);
+  });
+
+  it("rides out a server restart: it keeps running, and handles every event once", async () => {
+    const [category, name] = [`ps${unique()}`, `sum-${unique()}`];
+    let restarting = await startTestServer({ kind: "postgres", url: db.url });
+    const port = restarting.port;
+    const own = createEventStoreClient({ url: restarting.url, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+    try {
+      await deposit(category, 1, [1, 2, 3]);
+      // Its timed persist falls in the outage: kept, and written once the server is back.
+      const projector = summing(own, name, category, { persistEveryEvents: 1000, persistEveryMs: 300 });
+      const running = projector.run();
+      await until(() => projector.state.total === 6, "catch-up");
+      await restarting.stop();
+      await deposit(category, 2, [10]); // written while its server is away
+      restarting = await startTestServer({ kind: "postgres", url: db.url }, {}, { port });
+      await deposit(category, 2, [20]);
+      await until(async () => JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total === 36, "the events after the restart");
+      expect(projector.state.seen).toHaveLength(5);
+      expect(new Set(projector.state.seen).size).toBe(5);
+      await projector.stop();
+      await running;
+      expect((await client.projections.get(name)).status).toBe("idle");
+    } finally {
+      own.close();
+      await restarting.stop();
+    }
+  });
+
+  it("keeps what a persist could not write while the server was away, and writes it with the next", async () => {
+    const [category, name] = [`pu${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [1, 2, 3]);
+    let refusals = 2;
+    const flaky = {
+      ...client,
+      projections: {
+        ...client.projections,
+        persist: (...args: Parameters<EventStoreClient["projections"]["persist"]>) =>
+          refusals-- > 0
+            ? Promise.reject(new UnavailableError("The database is unavailable; retry later", Code.Unavailable, "UNAVAILABLE", {}))
+            : client.projections.persist(...args),
+      },
+    } as EventStoreClient;
+    const projector = summing(flaky, name, category, { persistEveryEvents: 1 });
+    await projector.run({ keepRunning: false });
+    expect(refusals).toBeLessThan(0);
+    const stored = JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state));
+    expect(stored.total).toBe(6);
+    expect(stored.seen).toHaveLength(3);
   });
 
   it("emits to its own stream and links into another, and after a crash re-emits nothing twice", async () => {

@@ -10,7 +10,6 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { createEventStoreClient, WrongExpectedRevisionError, type EventStoreClient } from "../../src/client";
-import { silentLogger } from "../../src/domain";
 import { loadConfig } from "../../src/server/config";
 import { startServer } from "../../src/server/start-server";
 import { BankAccount, bankAccounts } from "./bank-account";
@@ -133,7 +132,8 @@ async function eventStore(): Promise<{ url: string; stop: () => Promise<void> }>
   const location = process.env.DATABASE_URL
     ? ({ kind: "postgres", url: process.env.DATABASE_URL } as const)
     : ({ kind: "embedded", dataDir: "memory" } as const);
-  const server = await startServer({ ...loadConfig([], {}), host: "127.0.0.1", port: 0, location }, silentLogger);
+  const quiet = { info() {}, warn() {}, error() {} };
+  const server = await startServer({ ...loadConfig([], {}), host: "127.0.0.1", port: 0, location }, quiet);
   console.log(`(a server of its own on port ${server.port}, ${location.kind} database)`);
   return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop() };
 }

@@ -86,6 +86,13 @@ export class WrongExpectedVersionError extends EventStoreClientError {
 /** The projection record's status was not the expected one: nothing was written. */
 export class WrongExpectedStatusError extends EventStoreClientError {
   override name = "WrongExpectedStatusError";
+  /** As the server wrote them: idle, running, stopping, resetting or deleting. */
+  get expectedStatus(): string {
+    return this.facts.expected_status ?? "";
+  }
+  get actualStatus(): string {
+    return this.facts.actual_status ?? "";
+  }
 }
 
 /** Another runner holds the projection's lease. */

@@ -38,7 +38,7 @@ export {
   type EventType,
   type EventTypeRegistry,
 } from "./event-types";
-export { applyAfterAppend, applyAfterLoad, applyBeforeAppend, type Middleware } from "./middleware";
+export type { Middleware } from "./middleware";
 export { createRepository, snapshotStream, type Repository, type RepositoryOptions, type SnapshotOptions } from "./repository";
 export {
   LeaseHeldError,
@@ -51,7 +51,7 @@ export type { ProjectionProgress, ProjectionRecord, ProjectionRecords, Projectio
 export { ProjectionDefinitionError, type ProjectionHandler, type ProjectionHandlers } from "./projection-definition";
 export { createQuery, Query, type QueryOptions } from "./query";
 export { createProjector, Projector } from "./projector";
-export type { ProjectionContext, ProjectorOptions, RunOptions, StateCodec } from "./projection-runner";
+export type { ProjectionContext, ProjectorOptions, RunOptions, StateCodec } from "./projector-options";
 export { createReadModelProjector, ReadModelProjector, type ReadModelContext } from "./read-model-projector";
 export type { ReadModel } from "./read-model";
 export { createPostgresReadModel, insert, remove, update, type PostgresReadModelOptions, type Row, type TableChange } from "./postgres-read-model";

@@ -1,7 +1,8 @@
 import type { EventStoreClient } from "./event-store-client";
 import { ProjectionBuilder } from "./projection-definition";
 import type { ProjectionStatus } from "./projection-records";
-import { ProjectionRunner, type ProjectionContext, type ProjectorOptions, type RunOptions } from "./projection-runner";
+import { ProjectionRunner } from "./projection-runner";
+import type { ProjectionContext, ProjectorOptions, RunOptions } from "./projector-options";
 import type { ReadModel } from "./read-model";
 
 /** What projectors share: the builder, and the running, stopping, resetting and deleting of a runner. */

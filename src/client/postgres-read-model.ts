@@ -27,7 +27,7 @@ export interface PostgresReadModelOptions {
 const POSITIONS = "read_model_positions";
 
 /** A connection or a transaction: both run the same queries. */
-type Runner = postgres.Sql<any> | postgres.TransactionSql<any>;
+type Queryable = postgres.Sql<any> | postgres.TransactionSql<any>;
 
 /**
  * A read model that is one PostgreSQL table: handlers stack insert, update and remove changes,
@@ -37,11 +37,11 @@ type Runner = postgres.Sql<any> | postgres.TransactionSql<any>;
  */
 export function createPostgresReadModel(options: PostgresReadModelOptions): ReadModel<TableChange> {
   const { sql, table, schema } = options;
-  const name = (tx: Runner, relation: string) => (schema === undefined ? tx(relation) : tx`${tx(schema)}.${tx(relation)}`);
+  const name = (tx: Queryable, relation: string) => (schema === undefined ? tx(relation) : tx`${tx(schema)}.${tx(relation)}`);
   const key = schema === undefined ? table : `${schema}.${table}`;
 
-  const exists = async (relation: string) => {
-    const [row] = await sql<{ found: boolean }[]>`
+  const exists = async (relation: string, tx: Queryable = sql) => {
+    const [row] = await tx<{ found: boolean }[]>`
       select exists (select 1 from pg_tables
                       where tablename = ${relation} and schemaname = coalesce(${schema ?? null}::text, current_schema())) as found`;
     return row.found;
@@ -65,7 +65,7 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
     async delete() {
       await sql.begin(async (tx) => {
         await tx`drop table if exists ${name(tx, table)}`;
-        if (await exists(POSITIONS)) await tx`delete from ${name(tx, POSITIONS)} where read_model = ${key}`;
+        if (await exists(POSITIONS, tx)) await tx`delete from ${name(tx, POSITIONS)} where read_model = ${key}`;
       });
     },
     async persist(changes, position, previous) {
@@ -107,7 +107,7 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
 }
 
 /** `a = $1 and b = $2 ...`; an empty condition is refused, not taken as "every row". */
-function where(tx: Runner, conditions: Row): postgres.PendingQuery<any> {
+function where(tx: Queryable, conditions: Row): postgres.PendingQuery<any> {
   const columns = Object.keys(conditions);
   if (columns.length === 0) throw new Error("an update or remove needs at least one column in `where`");
   return columns

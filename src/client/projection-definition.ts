@@ -33,18 +33,17 @@ export class ProjectionDefinition<S, C> {
     this.setSource({ stream, filter });
   }
 
-  /** Several streams, merged in log order. */
-  fromStreams(streams: string[], filter?: EventFilter): void {
+  /** Several streams, merged in log order: a filter on the stream property (one filter term each). */
+  fromStreams(streams: string[]): void {
     if (streams.length === 0) throw new ProjectionDefinitionError("fromStreams needs at least one stream");
     const matchers = [
-      ...(filter?.matchers ?? []),
       {
         field: { case: "property" as const, value: EventProperty.STREAM },
         operator: Operator.IN,
         values: streams.map((s) => ({ kind: { case: "stringValue" as const, value: s } })),
       },
     ];
-    this.setSource({ filter: { ...filter, matchers }, streams: [...streams] });
+    this.setSource({ filter: { matchers }, streams: [...streams] });
   }
 
   fromAll(filter?: EventFilter): void {

@@ -1,66 +1,24 @@
-import { Code } from "@connectrpc/connect";
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EventStoreClient } from "./event-store-client";
 import { createEventTypeRegistry, type DomainEvent, type DomainEventData, type EventTypeRegistry } from "./event-types";
 import {
-  DuplicateEventIdError,
-  EventStoreClientError,
   LeaseHeldError,
   ProjectionExistsError,
   ProjectionNotFoundError,
   StreamNotFoundError,
-  UnavailableError,
   WrongExpectedStatusError,
   WrongExpectedVersionError,
 } from "./errors";
-import { linkTo, type EventData, type RecordedEvent } from "./events";
-import { applyAfterLoad, applyBeforeAppend, type Middleware } from "./middleware";
+import { appendEmitted, emittedEventId, type EmittedEvent } from "./emitted-events";
+import { linkTo, type RecordedEvent } from "./events";
+import { applyAfterLoad, type Middleware } from "./middleware";
 import type { ProjectionSource } from "./projection-definition";
 import type { ProjectionRecord, ProjectionStatus } from "./projection-records";
+import type { ProjectionContext, ProjectorOptions, RunOptions, StateCodec } from "./projector-options";
 import type { ReadModel } from "./read-model";
-
-/** What a projector's handlers can do besides changing the state. */
-export interface ProjectionContext {
-  /** Appends an event to the projection's own stream (named after it). */
-  emit(event: DomainEventData): void;
-  /** Appends a link to `event` in `stream`. */
-  linkTo(stream: string, event: Pick<RecordedEvent, "stream" | "revision">): void;
-}
-
-/** How a projection's state travels to its record. */
-export interface StateCodec<S> {
-  contentType: string;
-  serialize(state: S): Uint8Array;
-  deserialize(bytes: Uint8Array): S;
-}
-
-export interface ProjectorOptions<S> {
-  registry?: EventTypeRegistry;
-  middleware?: Middleware[];
-  /** Persist after this many events (default 100)... */
-  persistEveryEvents?: number;
-  /** ...or this long after the last persist, whichever comes first (default 1,000 ms). */
-  persistEveryMs?: number;
-  /** How long the lease lasts unless renewed (default 10,000 ms; the server allows 1,000 and up). */
-  leaseTtlMs?: number;
-  /** How often the lease is renewed and the status checked (default 1,000 ms). */
-  controlIntervalMs?: number;
-  /** This runner's name in the lease (default host, process id and a random part). */
-  holder?: string;
-  /** The state's serialisation (default JSON). */
-  stateCodec?: StateCodec<S>;
-  /** Deleting (status DELETING, or delete()) also deletes the stream the projection emitted to. */
-  deleteEmittedEvents?: boolean;
-  /** Called while another runner holds the lease and this one waits for it. */
-  onWaiting?(holder: string, expiresAt: Date): void;
-}
-
-export interface RunOptions {
-  /** Keep following live events (the default), or stop once caught up. */
-  keepRunning?: boolean;
-}
+import { isTransient, retryWhileAway } from "./transient";
 
 /** A request to the runner, from the record's status or from this process; later ones outrank earlier. */
 type Control = "stopping" | "resetting" | "deleting";
@@ -111,6 +69,7 @@ const jsonCodec: StateCodec<any> = {
  */
 export class ProjectionRunner<S, Change = never> {
   readonly holder: string;
+  private readonly settings: { leaseTtlMs: number; controlIntervalMs: number; persistEveryEvents: number; persistEveryMs: number };
   private readonly codec: StateCodec<S>;
   private readonly registry: EventTypeRegistry;
   private readonly middleware: Middleware[];
@@ -123,7 +82,7 @@ export class ProjectionRunner<S, Change = never> {
   /** The read model's applied position: changes of events at or below it are already in. */
   private applied?: bigint;
   private changes: Change[] = [];
-  private emits: { stream: string; event: EventData }[] = [];
+  private emits: EmittedEvent[] = [];
   private unpersisted = 0;
   private lastPersistAt = 0;
   private current?: Run;
@@ -142,8 +101,14 @@ export class ProjectionRunner<S, Change = never> {
     this.registry = options.registry ?? createEventTypeRegistry();
     this.middleware = options.middleware ?? [];
     this.state = initialState();
+    this.settings = {
+      leaseTtlMs: options.leaseTtlMs ?? 10_000,
+      controlIntervalMs: options.controlIntervalMs ?? 1000,
+      persistEveryEvents: options.persistEveryEvents ?? 100,
+      persistEveryMs: options.persistEveryMs ?? 1000,
+    };
     // A lease must be renewed well before it runs out, or a slow answer loses it.
-    if ((options.controlIntervalMs ?? 1000) * 2 > (options.leaseTtlMs ?? 10_000)) {
+    if (this.settings.controlIntervalMs * 2 > this.settings.leaseTtlMs) {
       throw new RangeError("controlIntervalMs must be at most half of leaseTtlMs: the lease is renewed at that interval");
     }
   }
@@ -171,10 +136,19 @@ export class ProjectionRunner<S, Change = never> {
     return run.done;
   }
 
-  /** Asks the running projection to persist and stop, and waits until it has; ends a wait for the lease too. */
+  /**
+   * Asks the running projection to persist and stop, and waits until it has; ends a wait for the
+   * lease too. Where it does not run here, asks the runner that holds its lease (STOPPING).
+   */
   async stop(): Promise<void> {
     const run = this.current;
-    if (!run) return;
+    if (!run) {
+      const record = await this.client.projections.get(this.name);
+      if (record.lease && record.status === "running") {
+        await this.client.projections.updateStatus(this.name, "stopping", { expectedStatus: "running" });
+      }
+      return;
+    }
     run.stopAfter = true;
     this.request(run, "stopping");
     await run.done?.catch(() => {});
@@ -188,10 +162,10 @@ export class ProjectionRunner<S, Change = never> {
     const run = this.current;
     if (run?.holding && (await this.ask(run, "resetting"))) return;
     await this.whileHolding("resetting", async () => {
-      await this.transient(() => this.client.projections.updateStatus(this.name, "resetting"));
-      await this.transient(() => this.client.projections.reset(this.name));
+      await retryWhileAway(() => this.client.projections.updateStatus(this.name, "resetting"));
+      await retryWhileAway(() => this.client.projections.reset(this.name));
       await this.readModel?.reset();
-      await this.transient(() => this.client.projections.updateStatus(this.name, "idle", { expectedStatus: "resetting" }));
+      await retryWhileAway(() => this.client.projections.updateStatus(this.name, "idle", { expectedStatus: "resetting" }));
     });
   }
 
@@ -224,7 +198,7 @@ export class ProjectionRunner<S, Change = never> {
    */
   private async whileHolding(control: "resetting" | "deleting", work: () => Promise<void>): Promise<void> {
     try {
-      await this.transient(() => this.client.projections.acquireLease(this.name, this.holder, this.options.leaseTtlMs ?? 10_000));
+      await retryWhileAway(() => this.client.projections.acquireLease(this.name, this.holder, this.settings.leaseTtlMs));
     } catch (e) {
       if (e instanceof ProjectionNotFoundError) return control === "deleting" ? this.deleteEverything() : undefined;
       if (!(e instanceof LeaseHeldError)) throw e;
@@ -255,7 +229,7 @@ export class ProjectionRunner<S, Change = never> {
     const record = await this.acquire(run);
     if (!record) return; // asked to stop while waiting for the lease
     run.holding = true;
-    let renewal: NodeJS.Timeout | undefined = setInterval(() => this.tick(run), this.options.controlIntervalMs ?? 1000);
+    let renewal: NodeJS.Timeout | undefined = setInterval(() => this.tick(run), this.settings.controlIntervalMs);
     const stopRenewing = async () => {
       clearInterval(renewal);
       renewal = undefined;
@@ -280,7 +254,7 @@ export class ProjectionRunner<S, Change = never> {
         }
         if (run.control === "deleting") {
           await stopRenewing(); // a renewal must not outlive the record
-          await this.transient(() => this.client.projections.updateStatus(this.name, "deleting"));
+          await retryWhileAway(() => this.client.projections.updateStatus(this.name, "deleting"));
           await this.deleteEverything();
           this.obeyed(run, "deleting");
           return;
@@ -288,7 +262,7 @@ export class ProjectionRunner<S, Change = never> {
         if (run.control === "resetting") {
           // Said in the record first: a crash in the middle leaves RESETTING, which the next run
           // obeys. Only over the status seen: a DELETING set meanwhile wins.
-          const seen = (await this.transient(() => this.client.projections.get(this.name))).status;
+          const seen = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
           if (seen === "deleting") this.request(run, seen);
           if (seen === "deleting" || (seen !== "resetting" && !(await this.writeStatus(run, "resetting", seen)))) continue;
           await this.resetEverything(run);
@@ -305,7 +279,7 @@ export class ProjectionRunner<S, Change = never> {
           continue;
         }
         // Idle, unless a request came meanwhile: then that one first.
-        const now = (await this.transient(() => this.client.projections.get(this.name))).status;
+        const now = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
         if (now === "resetting" || now === "deleting") this.request(run, now);
         if (outranksStop(run)) continue; // a reset or delete, asked here or there, comes first
         if (!(await this.writeStatus(run, "idle", now))) continue;
@@ -347,7 +321,7 @@ export class ProjectionRunner<S, Change = never> {
       if (following.signal.aborted) break; // a control or reload while decoding: this event is the next run's
       this.handle(event);
       // In the background, one at a time: handling goes on while the record is written.
-      if (!run.persistQueued && (this.unpersisted >= (this.options.persistEveryEvents ?? 100) || Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000))) {
+      if (!run.persistQueued && (this.unpersisted >= this.settings.persistEveryEvents || Date.now() - this.lastPersistAt >= this.settings.persistEveryMs)) {
         void this.persist(run);
       }
       if (run.failure || run.interruption) break;
@@ -411,7 +385,7 @@ export class ProjectionRunner<S, Change = never> {
         this.applied = snapshot.position;
       }
       stage = "emits";
-      await this.flush(emits);
+      await appendEmitted(this.client, this.middleware, emits);
       stage = "record";
       const epoch = run.epoch;
       const record = await this.client.projections.persist(this.name, snapshot, version, this.holder);
@@ -432,32 +406,12 @@ export class ProjectionRunner<S, Change = never> {
     }
   }
 
-  /** Appends emitted events and links in order, one append per run of the same stream. */
-  private async flush(emits: { stream: string; event: EventData }[]): Promise<void> {
-    for (let i = 0; i < emits.length; ) {
-      let j = i + 1;
-      while (j < emits.length && emits[j].stream === emits[i].stream) j++;
-      const stream = emits[i].stream;
-      const events = await Promise.all(emits.slice(i, j).map((e) => applyBeforeAppend(this.middleware, e.event, { stream })));
-      try {
-        await this.client.append(stream, events);
-      } catch (e) {
-        // Some of them are stored already (a crash after an earlier flush): one by one, the stored
-        // ones are idempotent retries and the rest are appended.
-        if (!(e instanceof DuplicateEventIdError)) throw e;
-        for (const event of events) await this.client.append(stream, [event]);
-      }
-      i = j;
-    }
-  }
-
   /** Takes the lease, creating the record if there is none, and waits while another runner holds it. */
   private async acquire(run: Run): Promise<ProjectionRecord | undefined> {
-    const ttl = this.options.leaseTtlMs ?? 10_000;
     for (;;) {
       if (run.control) return undefined;
       try {
-        return await this.client.projections.acquireLease(this.name, this.holder, ttl);
+        return await this.client.projections.acquireLease(this.name, this.holder, this.settings.leaseTtlMs);
       } catch (e) {
         if (e instanceof ProjectionNotFoundError) {
           await this.client.projections
@@ -468,7 +422,7 @@ export class ProjectionRunner<S, Change = never> {
           continue;
         }
         if (e instanceof WrongExpectedVersionError) continue; // the lease changed hands meanwhile: ask again
-        const interval = this.options.controlIntervalMs ?? 1000;
+        const interval = this.settings.controlIntervalMs;
         if (isTransient(e)) {
           await sleep(interval, undefined, { signal: run.wake.signal }).catch(() => {});
           continue;
@@ -484,12 +438,12 @@ export class ProjectionRunner<S, Change = never> {
   /** On the timer: persists if events wait too long, and renews the lease (its answer carries the status). */
   private tick(run: Run): void {
     if (this.current !== run || run.renewing) return;
-    if (run.following && !run.following.signal.aborted && !run.persistQueued && this.unpersisted > 0 && Date.now() - this.lastPersistAt >= (this.options.persistEveryMs ?? 1000)) {
+    if (run.following && !run.following.signal.aborted && !run.persistQueued && this.unpersisted > 0 && Date.now() - this.lastPersistAt >= this.settings.persistEveryMs) {
       void this.persist(run);
     }
     const epoch = run.epoch;
     run.renewing = this.client.projections
-      .acquireLease(this.name, this.holder, this.options.leaseTtlMs ?? 10_000)
+      .acquireLease(this.name, this.holder, this.settings.leaseTtlMs)
       .then(
         (record) => {
           if (epoch === run.epoch) this.observe(run, record.status);
@@ -512,7 +466,7 @@ export class ProjectionRunner<S, Change = never> {
   private async writeStatus(run: Run, status: ProjectionStatus, expectedStatus: ProjectionStatus): Promise<boolean> {
     run.epoch++;
     try {
-      this.status = (await this.transient(() => this.client.projections.updateStatus(this.name, status, { expectedStatus }))).status;
+      this.status = (await retryWhileAway(() => this.client.projections.updateStatus(this.name, status, { expectedStatus }))).status;
       return true;
     } catch (e) {
       if (!(e instanceof WrongExpectedStatusError)) throw e;
@@ -524,14 +478,14 @@ export class ProjectionRunner<S, Change = never> {
 
   /** After a refused status write: whatever was asked meanwhile becomes this run's request. */
   private async lookAgain(run: Run): Promise<void> {
-    const status = (await this.transient(() => this.client.projections.get(this.name))).status;
+    const status = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
     if (status === "stopping" || status === "resetting" || status === "deleting") this.request(run, status);
   }
 
   /** The record changed elsewhere (a reset, another writer): start again from what it holds. */
   private async reload(run: Run): Promise<void> {
     run.interruption = undefined;
-    this.load(await this.transient(() => this.client.projections.get(this.name)));
+    this.load(await retryWhileAway(() => this.client.projections.get(this.name)));
     this.applied = await this.readModel?.appliedPosition();
   }
 
@@ -551,7 +505,7 @@ export class ProjectionRunner<S, Change = never> {
 
   private async resetEverything(run: Run): Promise<void> {
     run.epoch++;
-    this.load(await this.transient(() => this.client.projections.reset(this.name)));
+    this.load(await retryWhileAway(() => this.client.projections.reset(this.name)));
     await this.readModel?.reset();
     this.applied = undefined;
     run.epoch++;
@@ -560,55 +514,20 @@ export class ProjectionRunner<S, Change = never> {
   /** The record goes last: a crash in the middle leaves it, still DELETING, for the next run to finish. */
   private async deleteEverything(): Promise<void> {
     if (this.options.deleteEmittedEvents) {
-      await this.transient(() => this.client.deleteStream(this.name)).catch((e) => {
+      await retryWhileAway(() => this.client.deleteStream(this.name)).catch((e) => {
         if (!(e instanceof StreamNotFoundError)) throw e;
       });
     }
     await this.readModel?.delete();
-    await this.transient(() => this.client.projections.delete(this.name)).catch((e) => {
+    await retryWhileAway(() => this.client.projections.delete(this.name)).catch((e) => {
       if (!(e instanceof ProjectionNotFoundError)) throw e;
     });
     this.status = "idle";
   }
 
-  /** Retries a call while the server is away (restarting, unreachable), for up to about half a minute. */
-  private async transient<T>(call: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await call();
-      } catch (e) {
-        if (!isTransient(e) || attempt >= 20) throw e;
-        await sleep(Math.min(100 * 2 ** attempt, 2000));
-      }
-    }
-  }
+
 
 }
-
-/**
- * The id of the n-th event a handler emits or links for a source event: a name-based (v5-style)
- * UUID of the projection, its record's creation time (a projection deleted and created again
- * emits anew), the source event and what is written, so handling the event again after a crash
- * writes the same ids.
- */
-function emittedEventId(projection: string, createdAt: Date, sourceId: string, what: string, n: number): string {
-  const hash = createHash("sha1").update(`${projection}\n${createdAt.toISOString()}\n${sourceId}\n${what}\n${n}`).digest();
-  hash[6] = (hash[6] & 0x0f) | 0x50;
-  hash[8] = (hash[8] & 0x3f) | 0x80;
-  const hex = hash.subarray(0, 16).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-/**
- * The server may be back soon: it is unavailable, or the call was cut (a reset connection, a
- * timeout) before it answered. Our server's own refusals carry a reason and are never transient.
- */
-function isTransient(e: unknown): boolean {
-  if (e instanceof UnavailableError) return true;
-  return e instanceof EventStoreClientError && e.reason === "" && TRANSIENT_CODES.has(e.code);
-}
-
-const TRANSIENT_CODES = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded]);
 
 /** A reset or delete is asked for (a stop gives way to either). */
 function outranksStop(run: Run): boolean {

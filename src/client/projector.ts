@@ -1,6 +1,6 @@
 import type { EventStoreClient } from "./event-store-client";
 import { PersistentProjection } from "./persistent-projection";
-import type { ProjectionContext, ProjectorOptions } from "./projection-runner";
+import type { ProjectionContext, ProjectorOptions } from "./projector-options";
 
 /**
  * A persistent projection: the query's builder, run until stopped, with its state and positions

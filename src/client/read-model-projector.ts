@@ -1,6 +1,6 @@
 import type { EventStoreClient } from "./event-store-client";
 import { PersistentProjection } from "./persistent-projection";
-import type { ProjectionContext, ProjectorOptions } from "./projection-runner";
+import type { ProjectionContext, ProjectorOptions } from "./projector-options";
 import type { ReadModel } from "./read-model";
 
 /** What a read-model projector's handlers get: a projector's context, and `stack` for read-model changes. */

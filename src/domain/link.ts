@@ -5,20 +5,12 @@ import { validateStreamName } from "./stream-name";
 /** The type of a link event: one that points to another event (KurrentDB's convention). */
 export const LINK_EVENT_TYPE = "$>";
 
-/** A link's media type: its data is the text `<revision>@<stream>`. */
-export const LINK_CONTENT_TYPE = "text/plain";
-
 export interface LinkTarget {
   stream: string;
   revision: bigint;
 }
 
 const LINK_DATA = /^(0|[1-9][0-9]{0,19})@([\s\S]+)$/;
-
-/** The data of a link to `target`. */
-export function linkData(target: LinkTarget): Uint8Array {
-  return new TextEncoder().encode(`${target.revision}@${target.stream}`);
-}
 
 /** Where a link event points; undefined for any other event (or a link whose data is not a link's). */
 export function linkTarget(event: Pick<RecordedEvent, "type" | "data">): LinkTarget | undefined {

@@ -1,6 +1,6 @@
-import { invalidArgument } from "./errors";
+import { invalidArgument, limitExceeded } from "./errors";
 import type { Limits } from "./limits";
-import { validateStreamName } from "./stream-name";
+import { MAX_STREAM_NAME_LENGTH, validateStreamName } from "./stream-name";
 
 /** What a projection is doing, or is asked to do (see proto/eventstore/v1/projections.proto). */
 export type ProjectionStatus = "idle" | "running" | "stopping" | "resetting" | "deleting";
@@ -42,17 +42,23 @@ export const MAX_LEASE_HOLDER_LENGTH = 256;
 export const MIN_LEASE_TTL_MS = 1_000;
 export const MAX_LEASE_TTL_MS = 3_600_000;
 
+// C0 and C1 control characters, and DEL.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 /** Projection names follow the stream-name rules: 1..256 characters, no control characters. */
 export function validateProjectionName(name: string, field = "name"): string {
   if (name.length === 0) throw invalidArgument(field, "a projection name must not be empty");
-  return validateStreamName(name, field);
+  if ([...name].length > MAX_STREAM_NAME_LENGTH || CONTROL.test(name)) {
+    throw invalidArgument(field, `a projection name is 1..${MAX_STREAM_NAME_LENGTH} characters without control characters`);
+  }
+  return name;
 }
 
 export function validateProjectionState(state: Uint8Array, limits: Limits, field = "state"): Uint8Array {
   if (state.byteLength > limits.maxProjectionStateBytes) {
-    throw invalidArgument(field, `a projection state is at most ${limits.maxProjectionStateBytes} bytes (got ${state.byteLength})`, {
-      limit: String(limits.maxProjectionStateBytes),
-    });
+    throw limitExceeded(field, String(limits.maxProjectionStateBytes), String(state.byteLength),
+      `a projection state is at most ${limits.maxProjectionStateBytes} bytes (got ${state.byteLength})`);
   }
   return state;
 }
@@ -60,9 +66,8 @@ export function validateProjectionState(state: Uint8Array, limits: Limits, field
 export function validateProjectionProgress(progress: ProjectionProgress, limits: Limits): ProjectionProgress {
   validateProjectionState(progress.state, limits);
   if (progress.streamRevisions.size > limits.maxProjectionStreams) {
-    throw invalidArgument("stream_revisions", `a projection tracks at most ${limits.maxProjectionStreams} streams (got ${progress.streamRevisions.size})`, {
-      limit: String(limits.maxProjectionStreams),
-    });
+    throw limitExceeded("stream_revisions", String(limits.maxProjectionStreams), String(progress.streamRevisions.size),
+      `a projection tracks at most ${limits.maxProjectionStreams} streams (got ${progress.streamRevisions.size})`);
   }
   for (const stream of progress.streamRevisions.keys()) validateStreamName(stream, "stream_revisions");
   return progress;

@@ -2,7 +2,6 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
 import {
   Aggregate,
-  applyAfterLoad,
   createRepository,
   jsonData,
   StreamNotFoundError,
@@ -13,6 +12,7 @@ import {
   type Middleware,
   type RecordedEvent,
 } from "../../src/client";
+import { applyAfterLoad } from "../../src/client/middleware";
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
 import type { TestServer } from "../support/test-server";

@@ -108,13 +108,29 @@ describe("a projector", () => {
 
   it("persists after T ms when events stop coming", async () => {
     const [category, name] = [`pt${unique()}`, `sum-${unique()}`];
-    const projector = summing(client, name, category, { persistEveryEvents: 1000, persistEveryMs: 200 });
+    const projector = summing(client, name, category, { persistEveryEvents: 1000, persistEveryMs: 1500 });
     const running = projector.run();
     await until(async () => (await client.projections.get(name).catch(() => undefined))?.status === "running", "running");
     await deposit(category, 1, [3]);
+    await until(() => projector.state.total === 3, "the event");
+    const handledAt = Date.now();
+    // Handled within T of the start: not persisted with the event, but by the timer, with no event after it.
+    expect(JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total).toBe(0);
     await until(async () => JSON.parse(new TextDecoder().decode((await client.projections.get(name)).state)).total === 3, "a timed persist");
+    expect(Date.now() - handledAt).toBeLessThan(5000);
     await projector.stop();
     await running;
+  });
+
+  it("stops from a process that does not run it, by asking the runner through the server", async () => {
+    const [category, name] = [`po${unique()}`, `sum-${unique()}`];
+    await deposit(category, 1, [4]);
+    const projector = summing(client, name, category);
+    const running = projector.run();
+    await until(() => projector.state.total === 4, "catch-up");
+    await summing(client, name, category).stop(); // another instance, as in another process
+    await running;
+    expect((await client.projections.get(name)).status).toBe("idle");
   });
 
   it("obeys stop, reset and delete set from another client through the server", async () => {

@@ -212,8 +212,6 @@ describe.each<[string, () => Promise<{ location: StoreLocation; drop: () => Prom
       ["CreateProjection", { name: "", initialState: json(0) }, "name"],
       ["CreateProjection", { name: "bad\nname", initialState: json(0) }, "name"],
       ["CreateProjection", { name: "x".repeat(257), initialState: json(0) }, "name"],
-      ["CreateProjection", { name: name(), initialState: Buffer.alloc(1024 * 1024 + 1) }, "initial_state"],
-      ["PersistProjection", { name: n, expectedVersion: "1", state: Buffer.alloc(1024 * 1024 + 1) }, "state"],
       ["PersistProjection", { name: n, expectedVersion: "1", state: json(0), streamRevisions: { "bad\u0001": "1" } }, "stream_revisions"],
       ["AcquireProjectionLease", { name: n, holder: "", ttlMs: 1000 }, "holder"],
       ["AcquireProjectionLease", { name: n, holder: "r", ttlMs: 999 }, "ttl_ms"],
@@ -224,5 +222,29 @@ describe.each<[string, () => Promise<{ location: StoreLocation; drop: () => Prom
       expect({ method, field, ...(await failure(call(method, request))) }).toMatchObject({ method, code: "INVALID_ARGUMENT", facts: { field } });
     }
     expect((await call("GetProjection", { name: n })).projection).toMatchObject({ version: "1", lease: null });
+  });
+
+  it("refuses a state over MAX_PROJECTION_STATE_BYTES and more than MAX_PROJECTION_STREAMS revisions with LIMIT_EXCEEDED", async () => {
+    const n = name();
+    await call("CreateProjection", { name: n, initialState: json(0) });
+    const tooMany = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`s-${i}`, "1"]));
+    const cases: [string, unknown, string, string, string][] = [
+      ["CreateProjection", { name: name(), initialState: Buffer.alloc(1024 * 1024 + 1) }, "initial_state", "1048576", "1048577"],
+      ["PersistProjection", { name: n, expectedVersion: "1", state: Buffer.alloc(1024 * 1024 + 1) }, "state", "1048576", "1048577"],
+      ["PersistProjection", { name: n, expectedVersion: "1", state: json(0), streamRevisions: tooMany }, "stream_revisions", "1000", "1001"],
+    ];
+    for (const [method, request, field, limit, value] of cases) {
+      expect({ method, ...(await failure(call(method, request))) }).toMatchObject({
+        method,
+        code: "RESOURCE_EXHAUSTED",
+        reason: "LIMIT_EXCEEDED",
+        facts: { field, limit, value },
+      });
+    }
+    // At the limits, accepted.
+    const atLimit = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`s-${i}`, "1"]));
+    const persisted = (await call("PersistProjection", { name: n, expectedVersion: "1", state: Buffer.alloc(1024 * 1024), streamRevisions: atLimit })).projection;
+    expect(persisted.version).toBe("2");
+    expect(Object.keys(persisted.streamRevisions)).toHaveLength(1000);
   });
 });

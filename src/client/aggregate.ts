@@ -24,6 +24,13 @@ export interface HistoricEvent {
   revision?: bigint;
 }
 
+/**
+ * The repository's own hooks into an aggregate. Symbols the package does not export: a user's
+ * aggregate cannot mark its events stored by mistake and make its version lie.
+ */
+export const markStored = Symbol("markStored");
+export const requeueEvents = Symbol("requeueEvents");
+
 type AnyHandler = (data: unknown, event: { type: string; metadata: JsonObject }) => void;
 
 /**
@@ -118,14 +125,14 @@ export abstract class Aggregate<E extends AggregateEvent> {
   }
 
   /** For the repository: the popped events are stored, the last one at `revision`. */
-  markStored(revision: bigint): void {
+  [markStored](revision: bigint): void {
     this.#storedVersion = revision + 1n;
     // Revisions go on past a deleted stream's: the version follows them, as replay's does.
     this.#version = this.#storedVersion + BigInt(this.#pending.length);
   }
 
   /** For the repository: saving the popped events failed; they are pending again, ahead of any recorded since. */
-  requeueEvents(events: PendingEvent<E>[]): void {
+  [requeueEvents](events: PendingEvent<E>[]): void {
     this.#pending.unshift(...events);
   }
 

@@ -1,4 +1,4 @@
-import type { Aggregate } from "./aggregate";
+import { markStored, requeueEvents, type Aggregate } from "./aggregate";
 import { StreamNotFoundError } from "./errors";
 import type { AppendResult, EventStoreClient } from "./event-store-client";
 import { createEventTypeRegistry, type EventTypeRegistry } from "./event-types";
@@ -152,10 +152,10 @@ export function createRepository<A extends Aggregate<any>>(options: RepositoryOp
         for (const e of pending) events.push(await applyBeforeAppend(middleware, registry.toEventData(e), { stream }));
         result = await client.append(stream, events, { expectedRevision: aggregate.expectedRevision });
       } catch (e) {
-        aggregate.requeueEvents(pending);
+        aggregate[requeueEvents](pending);
         throw e;
       }
-      aggregate.markStored(result.revision);
+      aggregate[markStored](result.revision);
       if (snapshot) await writeSnapshot(stream, snapshot, result.revision);
       await applyAfterAppend(middleware, asRecorded(stream, events, result), result);
       return result;

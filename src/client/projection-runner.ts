@@ -24,6 +24,9 @@ import { isTransient, retryWhileAway } from "./transient";
 type Control = "stopping" | "resetting" | "deleting";
 const RANK: Record<Control, number> = { stopping: 1, resetting: 2, deleting: 3 };
 
+/** What a step of the run's loop says: the run is over, or goes round again. */
+type Step = "done" | "again";
+
 /** One run's own flags, so that answers arriving after it ended cannot touch the next one. */
 interface Run {
   done?: Promise<void>;
@@ -44,6 +47,7 @@ interface Run {
   wake: AbortController;
   /** Bumped around each status write and reset: answers to calls that overlapped one are stale. */
   epoch: number;
+  renewal?: NodeJS.Timeout;
   renewing?: Promise<void>;
   persisting: Promise<void>;
 }
@@ -229,12 +233,7 @@ export class ProjectionRunner<S, Change = never> {
     const record = await this.acquire(run);
     if (!record) return; // asked to stop while waiting for the lease
     run.holding = true;
-    let renewal: NodeJS.Timeout | undefined = setInterval(() => this.tick(run), this.settings.controlIntervalMs);
-    const stopRenewing = async () => {
-      clearInterval(renewal);
-      renewal = undefined;
-      await run.renewing;
-    };
+    run.renewal = setInterval(() => this.tick(run), this.settings.controlIntervalMs);
     try {
       this.load(record);
       if (record.status === "deleting" || record.status === "resetting") run.control = record.status;
@@ -245,57 +244,79 @@ export class ProjectionRunner<S, Change = never> {
         const caughtUp = run.control || run.interruption || run.failure ? false : await this.follow(run, keepRunning);
         await run.persisting;
         if (run.failure) throw run.failure;
-        if (run.interruption) {
-          const { kind, error } = run.interruption;
-          if (kind === "lost") throw error;
-          if (kind === "deleted") return;
-          await this.reload(run);
-          continue;
-        }
-        if (run.control === "deleting") {
-          await stopRenewing(); // a renewal must not outlive the record
-          await retryWhileAway(() => this.client.projections.updateStatus(this.name, "deleting"));
-          await this.deleteEverything();
-          this.obeyed(run, "deleting");
-          return;
-        }
-        if (run.control === "resetting") {
-          // Said in the record first: a crash in the middle leaves RESETTING, which the next run
-          // obeys. Only over the status seen: a DELETING set meanwhile wins.
-          const seen = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
-          if (seen === "deleting") this.request(run, seen);
-          if (seen === "deleting" || (seen !== "resetting" && !(await this.writeStatus(run, "resetting", seen)))) continue;
-          await this.resetEverything(run);
-          if (run.control === "resetting") run.control = run.stopAfter ? "stopping" : undefined;
-          if (!(await this.writeStatus(run, "running", "resetting"))) await this.lookAgain(run);
-          this.obeyed(run, "resetting");
-          continue;
-        }
-        if (run.control !== "stopping" && !caughtUp) continue;
-        await this.persist(run);
-        if (run.failure || run.interruption) continue;
-        if (this.unpersisted > 0) {
-          await sleep(200); // the server was away: persist again before stopping
-          continue;
-        }
-        // Idle, unless a request came meanwhile: then that one first.
-        const now = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
-        if (now === "resetting" || now === "deleting") this.request(run, now);
-        if (outranksStop(run)) continue; // a reset or delete, asked here or there, comes first
-        if (!(await this.writeStatus(run, "idle", now))) continue;
-        await stopRenewing();
-        await this.client.projections.releaseLease(this.name, this.holder).catch(() => {}); // it expires anyway
-        return;
+        const next = run.interruption
+          ? await this.afterInterruption(run)
+          : run.control === "deleting"
+            ? await this.obeyDelete(run)
+            : run.control === "resetting"
+              ? await this.obeyReset(run)
+              : run.control === "stopping" || caughtUp
+                ? await this.finishStop(run)
+                : "again";
+        if (next === "done") return;
       }
     } catch (e) {
       if (e instanceof ProjectionNotFoundError) return; // deleted from elsewhere: nothing left to run
       throw e;
     } finally {
-      await stopRenewing();
+      await this.stopRenewing(run);
       await run.persisting; // nothing of this run may land in the next
       run.holding = false;
       for (const w of run.waiters) w.resolve(false);
     }
+  }
+
+  /** The lease lost (this run ends with the error), the record deleted elsewhere, or changed: reload. */
+  private async afterInterruption(run: Run): Promise<Step> {
+    const { kind, error } = run.interruption!;
+    if (kind === "lost") throw error;
+    if (kind === "deleted") return "done";
+    await this.reload(run);
+    return "again";
+  }
+
+  private async obeyDelete(run: Run): Promise<Step> {
+    await this.stopRenewing(run); // a renewal must not outlive the record
+    await retryWhileAway(() => this.client.projections.updateStatus(this.name, "deleting"));
+    await this.deleteEverything();
+    this.obeyed(run, "deleting");
+    return "done";
+  }
+
+  private async obeyReset(run: Run): Promise<Step> {
+    // Said in the record first: a crash in the middle leaves RESETTING, which the next run obeys.
+    // Only over the status seen: a DELETING set meanwhile wins.
+    const seen = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
+    if (seen === "deleting") this.request(run, seen);
+    if (seen === "deleting" || (seen !== "resetting" && !(await this.writeStatus(run, "resetting", seen)))) return "again";
+    await this.resetEverything(run);
+    if (run.control === "resetting") run.control = run.stopAfter ? "stopping" : undefined;
+    if (!(await this.writeStatus(run, "running", "resetting"))) await this.lookAgain(run);
+    this.obeyed(run, "resetting");
+    return "again";
+  }
+
+  /** Persists, says IDLE and gives the lease up, unless a reset or delete came meanwhile. */
+  private async finishStop(run: Run): Promise<Step> {
+    await this.persist(run);
+    if (run.failure || run.interruption) return "again";
+    if (this.unpersisted > 0) {
+      await sleep(200); // the server was away: persist again before stopping
+      return "again";
+    }
+    const now = (await retryWhileAway(() => this.client.projections.get(this.name))).status;
+    if (now === "resetting" || now === "deleting") this.request(run, now);
+    if (outranksStop(run)) return "again"; // a reset or delete, asked here or there, comes first
+    if (!(await this.writeStatus(run, "idle", now))) return "again";
+    await this.stopRenewing(run);
+    await this.client.projections.releaseLease(this.name, this.holder).catch(() => {}); // it expires anyway
+    return "done";
+  }
+
+  private async stopRenewing(run: Run): Promise<void> {
+    clearInterval(run.renewal);
+    run.renewal = undefined;
+    await run.renewing;
   }
 
   /** Follows the source until a control, an interruption, a failure or (keepRunning false) caught up; true if caught up. */

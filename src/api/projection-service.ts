@@ -58,6 +58,7 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
           projections.updateStatus(req.name, toStatus(req.status), {
             version: req.expectedVersion,
             status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
+            holder: req.leaseHolder === "" ? undefined : req.leaseHolder,
           }),
         ),
       ),

@@ -42,7 +42,12 @@ export interface ProjectionRecords {
   delete(name: string, options?: { expectedVersion?: bigint }): Promise<void>;
   reset(name: string, options?: { expectedVersion?: bigint }): Promise<ProjectionRecord>;
   /** With `expectedStatus`, only if the record has that status (else WrongExpectedStatusError). */
-  updateStatus(name: string, status: ProjectionStatus, options?: { expectedVersion?: bigint; expectedStatus?: ProjectionStatus }): Promise<ProjectionRecord>;
+  /** With `leaseHolder`, only if that runner holds the lease or no live lease is held (else LeaseHeldError). */
+  updateStatus(
+    name: string,
+    status: ProjectionStatus,
+    options?: { expectedVersion?: bigint; expectedStatus?: ProjectionStatus; leaseHolder?: string },
+  ): Promise<ProjectionRecord>;
   persist(name: string, progress: ProjectionProgress, expectedVersion: bigint, leaseHolder?: string): Promise<ProjectionRecord>;
   acquireLease(name: string, holder: string, ttlMs: number): Promise<ProjectionRecord>;
   releaseLease(name: string, holder: string): Promise<void>;
@@ -103,6 +108,7 @@ export function createProjectionRecords(rpc: Client<typeof ProjectionService>, c
               status: STATUSES[status],
               expectedVersion: options.expectedVersion,
               expectedStatus: options.expectedStatus ? STATUSES[options.expectedStatus] : ProtoStatus.UNSPECIFIED,
+              leaseHolder: options.leaseHolder ?? "",
             },
             callOptions,
           ),

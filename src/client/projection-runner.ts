@@ -277,7 +277,7 @@ export class ProjectionRunner<S, Change = never> {
 
   private async obeyDelete(run: Run): Promise<Step> {
     await this.stopRenewing(run); // a renewal must not outlive the record
-    await retryWhileAway(() => this.client.projections.updateStatus(this.name, "deleting"));
+    await retryWhileAway(() => this.client.projections.updateStatus(this.name, "deleting", { leaseHolder: this.holder }));
     await this.deleteEverything();
     this.obeyed(run, "deleting");
     return "done";
@@ -487,7 +487,10 @@ export class ProjectionRunner<S, Change = never> {
   private async writeStatus(run: Run, status: ProjectionStatus, expectedStatus: ProjectionStatus): Promise<boolean> {
     run.epoch++;
     try {
-      this.status = (await retryWhileAway(() => this.client.projections.updateStatus(this.name, status, { expectedStatus }))).status;
+      const record = await retryWhileAway(() =>
+        this.client.projections.updateStatus(this.name, status, { expectedStatus, leaseHolder: this.holder }),
+      );
+      this.status = record.status;
       return true;
     } catch (e) {
       if (!(e instanceof WrongExpectedStatusError)) throw e;

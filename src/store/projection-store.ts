@@ -31,7 +31,11 @@ export interface ProjectionStore {
   list(options: ListProjectionsOptions): Promise<ProjectionPage>;
   delete(name: string, expectedVersion?: bigint): Promise<void>;
   reset(name: string, expectedVersion?: bigint): Promise<ProjectionRecord>;
-  updateStatus(name: string, status: ProjectionStatus, expected?: { version?: bigint; status?: ProjectionStatus }): Promise<ProjectionRecord>;
+  updateStatus(
+    name: string,
+    status: ProjectionStatus,
+    expected?: { version?: bigint; status?: ProjectionStatus; holder?: string },
+  ): Promise<ProjectionRecord>;
   persist(name: string, progress: ProjectionProgress, expectedVersion: bigint, holder?: string): Promise<ProjectionRecord>;
   acquireLease(name: string, holder: string, ttlMs: number): Promise<ProjectionRecord>;
   releaseLease(name: string, holder: string): Promise<void>;

@@ -183,6 +183,13 @@ describe.each<[string, () => Promise<{ location: StoreLocation; drop: () => Prom
       reason: "LEASE_HELD",
     });
     expect((await call("PersistProjection", { name: n, expectedVersion: "1", state: json(3), leaseHolder: "runner-b" })).projection.version).toBe("2");
+    // Nor write a status over B's: a stalled runner cannot say IDLE while its successor runs.
+    expect(
+      await failure(call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_IDLE", leaseHolder: "runner-a" })),
+    ).toMatchObject({ code: "FAILED_PRECONDITION", reason: "LEASE_HELD", facts: { holder: "runner-b" } });
+    expect((await call("UpdateProjectionStatus", { name: n, status: "PROJECTION_STATUS_RUNNING", leaseHolder: "runner-b" })).projection.status).toBe(
+      "PROJECTION_STATUS_RUNNING",
+    );
     // Released, another runner can start at once.
     await call("ReleaseProjectionLease", { name: n, holder: "runner-b" });
     expect((await call("AcquireProjectionLease", { name: n, holder: "runner-c", ttlMs: 1000 })).projection.lease.holder).toBe("runner-c");

@@ -41,6 +41,7 @@ export function createPostgresProjectionStore(sql: Sql, limits: Limits): Project
     updateStatus: (name, status, expected = {}) =>
       guard(() => {
         if (expected.status !== undefined) validateStatus(expected.status);
+        if (expected.holder !== undefined) validateLeaseHolder(expected.holder, "lease_holder");
         return updateProjectionStatus(sql, validateProjectionName(name), validateStatus(status), expected);
       }),
     persist: (name, progress, expectedVersion, holder) =>

@@ -89,11 +89,11 @@ export async function updateProjectionStatus(
   sql: Sql,
   name: string,
   status: ProjectionStatus,
-  expected: { version?: bigint; status?: ProjectionStatus },
+  expected: { version?: bigint; status?: ProjectionStatus; holder?: string },
 ): Promise<ProjectionRecord> {
   const [row] = await sql<ProjectionRow[]>`
     update eventstore.projections set status = ${status}, updated_at = clock_timestamp()
-     where name = ${name} ${versionIs(sql, expected.version)}
+     where name = ${name} ${versionIs(sql, expected.version)} ${leaseAllows(sql, expected.holder)}
        ${expected.status === undefined ? sql`` : sql`and status = ${expected.status}`}
     returning ${columns(sql)}`;
   if (row) return toRecord(row);
@@ -105,7 +105,7 @@ export async function updateProjectionStatus(
       { name, expected_status: expected.status, actual_status: found.status },
     );
   }
-  return explainMiss(sql, name, expected.version);
+  return explainMiss(sql, name, expected.version, expected.holder);
 }
 
 /** Writes state and positions in one statement, if the version matches and no one else holds a live lease. */

@@ -53,5 +53,5 @@ export { createQuery, Query, type QueryOptions } from "./query";
 export { createProjector, Projector } from "./projector";
 export type { ProjectionContext, ProjectorOptions, RunOptions, StateCodec } from "./projector-options";
 export { createReadModelProjector, ReadModelProjector, type ReadModelContext } from "./read-model-projector";
-export type { ReadModel } from "./read-model";
+export type { AppliedPosition, ReadModel } from "./read-model";
 export { createPostgresReadModel, insert, remove, update, type PostgresReadModelOptions, type Row, type TableChange } from "./postgres-read-model";

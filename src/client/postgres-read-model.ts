@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import type postgres from "postgres";
-import type { ReadModel } from "./read-model";
+import type { AppliedPosition, ReadModel } from "./read-model";
 
 /** A row's columns by name, as postgres.js sends them. */
 export type Row = Record<string, unknown>;
@@ -51,7 +52,7 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
     async init() {
       await sql.begin(async (tx) => {
         await tx`create table if not exists ${name(tx, table)} (${tx.unsafe(options.columns)})`;
-        await tx`create table if not exists ${name(tx, POSITIONS)} (read_model text primary key, position bigint not null)`;
+        await tx`create table if not exists ${name(tx, POSITIONS)} (read_model text primary key, position bigint not null, token text not null)`;
       });
     },
     isInitialized: () => exists(table),
@@ -69,18 +70,20 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
       });
     },
     async persist(changes, position, previous) {
-      return sql.begin(async (tx) => {
+      return sql.begin(async (tx): Promise<AppliedPosition | undefined> => {
         // The position moves first, and only from where this runner saw it: a second runner
         // (one whose lease ran out unnoticed) finds it moved, and writes nothing.
+        const token = previous?.token ?? randomUUID();
         const moved =
           previous === undefined
             ? await tx`
-                insert into ${name(tx, POSITIONS)} (read_model, position) values (${key}, ${position.toString()})
+                insert into ${name(tx, POSITIONS)} (read_model, position, token) values (${key}, ${position.toString()}, ${token})
                 on conflict (read_model) do nothing returning read_model`
             : await tx`
                 update ${name(tx, POSITIONS)} set position = ${position.toString()}
-                 where read_model = ${key} and position = ${previous.toString()} returning read_model`;
-        if (moved.length === 0) return false;
+                 where read_model = ${key} and position = ${previous.position.toString()} and token = ${previous.token}
+                returning read_model`;
+        if (moved.length === 0) return undefined;
         const target = name(tx, table);
         for (const change of changes) {
           switch (change.op) {
@@ -95,13 +98,13 @@ export function createPostgresReadModel(options: PostgresReadModelOptions): Read
               break;
           }
         }
-        return true;
+        return { position, token };
       });
     },
     async appliedPosition() {
-      const [row] = await sql<{ position: string }[]>`
-        select position::text from ${name(sql, POSITIONS)} where read_model = ${key}`;
-      return row ? BigInt(row.position) : undefined;
+      const [row] = await sql<{ position: string; token: string }[]>`
+        select position::text, token from ${name(sql, POSITIONS)} where read_model = ${key}`;
+      return row ? { position: BigInt(row.position), token: row.token } : undefined;
     },
   };
 }

@@ -17,7 +17,7 @@ import { applyAfterLoad, type Middleware } from "./middleware";
 import type { ProjectionSource } from "./projection-definition";
 import type { ProjectionRecord, ProjectionStatus } from "./projection-records";
 import type { ProjectionContext, ProjectorOptions, RunOptions, StateCodec } from "./projector-options";
-import type { ReadModel } from "./read-model";
+import type { AppliedPosition, ReadModel } from "./read-model";
 import { isTransient, retryWhileAway } from "./transient";
 
 /** A request to the runner, from the record's status or from this process; later ones outrank earlier. */
@@ -83,8 +83,8 @@ export class ProjectionRunner<S, Change = never> {
   private position = 0n;
   private readonly revisions = new Map<string, bigint>();
   private createdAt = new Date(0);
-  /** The read model's applied position: changes of events at or below it are already in. */
-  private applied?: bigint;
+  /** Where the read model stands: changes of events at or below its position are already in. */
+  private applied?: AppliedPosition;
   private changes: Change[] = [];
   private emits: EmittedEvent[] = [];
   private unpersisted = 0;
@@ -353,7 +353,7 @@ export class ProjectionRunner<S, Change = never> {
 
   /** Folds one event in; everything it changes changes together, with no await in between. */
   private handle(event: DomainEvent): void {
-    const alreadyApplied = this.applied !== undefined && event.position <= this.applied;
+    const alreadyApplied = this.applied !== undefined && event.position <= this.applied.position;
     let emitted = 0;
     const idFor = (what: string) => emittedEventId(this.name, this.createdAt, event.id, what, emitted++);
     const context = {
@@ -399,11 +399,12 @@ export class ProjectionRunner<S, Change = never> {
     try {
       // Read model and emitted events first: if this process dies before the record is written,
       // the events are handled again, and both recognise what they already have.
-      if (this.readModel && (this.applied === undefined || snapshot.position > this.applied)) {
-        if (!(await this.readModel.persist(changes, snapshot.position, this.applied))) {
+      if (this.readModel && (this.applied === undefined || snapshot.position > this.applied.position)) {
+        const applied = await this.readModel.persist(changes, snapshot.position, this.applied);
+        if (!applied) {
           return this.interrupt(run, "reload", new Error("the read model moved: another runner wrote to it"));
         }
-        this.applied = snapshot.position;
+        this.applied = applied;
       }
       stage = "emits";
       await appendEmitted(this.client, this.middleware, emits);

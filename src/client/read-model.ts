@@ -15,10 +15,21 @@ export interface ReadModel<Change> {
   delete(): Promise<void>;
   /**
    * Applies the changes and records `position` as applied, in one atomic step, if the read model
-   * is still at `previous` (undefined: nothing applied yet). Answers false, applying nothing,
-   * when it is not: another runner has moved it, and this one must look again.
+   * is still where `previous` says (undefined: nothing applied yet), and answers where it is now.
+   * Answers undefined, applying nothing, when it is not: another runner has moved it (or reset
+   * it and rebuilt it, even to the same position: the token differs), and this one must look again.
    */
-  persist(changes: Change[], position: bigint, previous: bigint | undefined): Promise<boolean>;
-  /** The position of the last changes applied; undefined when none are. */
-  appliedPosition(): Promise<bigint | undefined>;
+  persist(changes: Change[], position: bigint, previous: AppliedPosition | undefined): Promise<AppliedPosition | undefined>;
+  /** Where the last changes applied brought it; undefined when none are. */
+  appliedPosition(): Promise<AppliedPosition | undefined>;
+}
+
+/**
+ * Where a read model stands: the position of the last changes applied, and a token made anew
+ * each time it starts from empty, so that a position reached again after a reset is not
+ * mistaken for the one before it.
+ */
+export interface AppliedPosition {
+  position: bigint;
+  token: string;
 }

@@ -350,6 +350,24 @@ describe("a read-model projector", () => {
     ]);
   });
 
+  it("refuses changes from a runner that saw the table before a reset, even at the position it was at", async () => {
+    const table = `totals_${unique()}`;
+    const rm = readModel(table);
+    await rm.init();
+    const before = await rm.persist([insert({ id: "a", total: 1, deposits: 1 })], 5n, undefined);
+    expect(before?.position).toBe(5n);
+    // Another runner resets it and rebuilds it to the same position.
+    await rm.reset();
+    const rebuilt = await rm.persist([insert({ id: "b", total: 2, deposits: 1 })], 5n, undefined);
+    expect(rebuilt?.token).not.toBe(before?.token);
+    // The runner that saw it before the reset is refused, and writes nothing.
+    expect(await rm.persist([insert({ id: "stale", total: 9, deposits: 9 })], 7n, before)).toBeUndefined();
+    expect(await rm.persist([update({ total: 3 }, { id: "b" })], 7n, rebuilt)).toEqual({ position: 7n, token: rebuilt!.token });
+    expect(await rm.appliedPosition()).toEqual({ position: 7n, token: rebuilt!.token });
+    const rows = await sql`select id, total::int from ${sql(table)} order by id`;
+    expect(rows.map((r) => ({ ...r }))).toEqual([{ id: "b", total: 3 }]);
+  });
+
   it("resets its table on reset and drops it on delete", async () => {
     const [category, name, table] = [`rr${unique()}`, `rm-${unique()}`, `totals_${unique()}`];
     await client.append(`${category}-1`, [{ type: "Opened" }, { type: "Deposited", data: { amount: 5 } }]);

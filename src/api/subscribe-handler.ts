@@ -10,6 +10,7 @@ import {
 } from "../../gen/eventstore/v1/eventstore_pb";
 import {
   invalidArgument,
+  LINK_EVENT_TYPE,
   validateFilter,
   validateStreamName,
   validateSubscriptionName,
@@ -48,6 +49,21 @@ export function createSubscribeHandler(options: SubscribeOptions) {
     return bytes;
   };
 
+  // Live subscribers also get the same link events: each is resolved once, in one query for the
+  // links of the batch that first meets it, and the answer is shared with every other subscriber.
+  const resolved = new WeakMap<RecordedEvent, Promise<RecordedEvent>>();
+  const resolveShared = async (events: RecordedEvent[]): Promise<RecordedEvent[]> => {
+    const missing = events.filter((e) => e.type === LINK_EVENT_TYPE && !resolved.has(e));
+    if (missing.length > 0) {
+      const answer = options.settings.store.resolveLinks(missing).catch((e) => {
+        for (const m of missing) resolved.delete(m); // not kept: the next subscriber asks again
+        throw e;
+      });
+      missing.forEach((e, i) => resolved.set(e, answer.then((r) => r[i])));
+    }
+    return events.some((e) => resolved.has(e)) ? Promise.all(events.map((e) => resolved.get(e) ?? e)) : events;
+  };
+
   return async function* (req: SubscribeRequest, ctx: HandlerContext): AsyncGenerator<SubscribeResponse> {
     let request: SubscriptionRequest;
     let asJson: boolean;
@@ -68,7 +84,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
           continue;
         }
         const encode = m.live ? encodeShared : encodeRecordedEvent;
-        const events = req.resolveLinks ? await options.settings.store.resolveLinks(m.events) : m.events;
+        const events = !req.resolveLinks ? m.events : m.live ? await resolveShared(m.events) : await options.settings.store.resolveLinks(m.events);
         for (const batch of eventMessages(EventBatchSchema, events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
           yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
         }

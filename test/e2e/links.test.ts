@@ -11,6 +11,7 @@ import { createGrpcJsClient, serverStream } from "../support/grpc-js-client";
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
 import type { TestServer } from "../support/test-server";
+import { until } from "../support/until";
 
 let db: TestDatabase;
 let server: TestServer;
@@ -61,25 +62,29 @@ describe("link events", () => {
     expect(all.filter((e) => e.link?.stream === links).map((e) => e.stream)).toEqual([b, a]);
   });
 
-  it("resolve in subscriptions, in the history and live", async () => {
+  it("resolve in subscriptions, in the history and live, for every subscriber of a live batch", async () => {
     const { a, links } = await linkedStreams();
-    const subscription = client.subscribe({ stream: links, resolveLinks: true });
-    const received: RecordedEvent[] = [];
-    const done = (async () => {
-      for await (const e of subscription) {
+    // Two subscribers: the live link is resolved once and shared; each must still get it resolved.
+    const take3 = async () => {
+      const received: RecordedEvent[] = [];
+      for await (const e of client.subscribe({ stream: links, resolveLinks: true })) {
         received.push(e);
         if (received.length === 3) break;
       }
-    })();
+      return received;
+    };
+    const done = Promise.all([take3(), take3()]);
+    await until(() => server.liveSubscribers() >= 2, "both subscribers live");
     const deposit = await client.append(a, [{ type: "Deposited", data: { amount: 7 } }]);
     await client.append(links, [linkTo({ stream: a, revision: deposit.revision })]);
-    await done;
-    expect(received.map((e) => [e.stream, e.type, e.link?.stream])).toEqual([
-      [expect.stringContaining("account-"), "Deposited", links],
-      [a, "Opened", links],
-      [a, "Deposited", links],
-    ]);
-    expect(jsonData(received[2])).toEqual({ amount: 7 });
+    for (const received of await done) {
+      expect(received.map((e) => [e.stream, e.type, e.link?.stream])).toEqual([
+        [expect.stringContaining("account-"), "Deposited", links],
+        [a, "Opened", links],
+        [a, "Deposited", links],
+      ]);
+      expect(jsonData(received[2])).toEqual({ amount: 7 });
+    }
   });
 
   it("whose event is gone come as themselves", async () => {

@@ -136,9 +136,9 @@ export async function acquireProjectionLease(sql: Sql, name: string, holder: str
     if (row) return toRecord(row);
     // Refused because the lease is held, or the record is gone: say which. If neither holds
     // any more (the lease expired or was released in between), try again.
-    await explainMiss(sql, name, undefined, holder).catch((e) => {
-      if (attempt >= 3 || !(e instanceof EventStoreError && e.kind === "WRONG_EXPECTED_VERSION")) throw e;
-    });
+    const why = await whyMissed(sql, name, undefined, holder);
+    if (why) throw why;
+    if (attempt >= 3) throw changedDuringWrite(name);
   }
 }
 
@@ -150,9 +150,8 @@ export async function releaseProjectionLease(sql: Sql, name: string, holder: str
     returning name`;
   if (rows.length > 0) return;
   // Held by another: LEASE_HELD; gone: NOT_FOUND. Freed in between: nothing left to release.
-  await explainMiss(sql, name, undefined, holder).catch((e) => {
-    if (!(e instanceof EventStoreError && e.kind === "WRONG_EXPECTED_VERSION")) throw e;
-  });
+  const why = await whyMissed(sql, name, undefined, holder);
+  if (why) throw why;
 }
 
 function versionIs(sql: Sql, expectedVersion: bigint | undefined) {
@@ -165,28 +164,40 @@ function leaseAllows(sql: Sql, holder: string | undefined) {
     : sql`and (lease_holder is null or lease_holder = ${holder} or lease_expires_at <= clock_timestamp())`;
 }
 
-/** A guarded write matched no row: says why, with the facts. */
+/** A guarded write matched no row: throws why, with the facts. */
 async function explainMiss(sql: Sql, name: string, expectedVersion?: bigint, holder?: string): Promise<never> {
+  throw (await whyMissed(sql, name, expectedVersion, holder)) ?? changedDuringWrite(name, expectedVersion);
+}
+
+/**
+ * Why a guarded write matched no row: the record is gone, at another version, or leased to
+ * another runner. Undefined when none of these holds now: the row changed between the write
+ * and this read (a lease expired or was released), and the write may simply be tried again.
+ */
+async function whyMissed(sql: Sql, name: string, expectedVersion?: bigint, holder?: string): Promise<EventStoreError | undefined> {
   const [row] = await sql<ProjectionRow[]>`select ${columns(sql)} from eventstore.projections where name = ${name}`;
-  if (!row) throw notFound(name);
+  if (!row) return notFound(name);
   if (expectedVersion !== undefined && row.version !== expectedVersion) {
-    throw new EventStoreError(
+    return new EventStoreError(
       "WRONG_EXPECTED_VERSION",
       `Wrong expected version: ${expectedVersion} (projection ${name}, actual ${row.version})`,
       { name, expected_version: String(expectedVersion), actual_version: String(row.version) },
     );
   }
   if (holder !== undefined && row.lease_holder !== null && row.lease_holder !== holder && row.lease_expires_at) {
-    throw new EventStoreError(
+    return new EventStoreError(
       "LEASE_HELD",
       `Projection ${name} is leased to ${row.lease_holder} until ${row.lease_expires_at.toISOString()}`,
       { name, holder: row.lease_holder, expires_at: row.lease_expires_at.toISOString() },
     );
   }
-  // The row changed between the write and this read: the caller may simply retry.
-  const facts: Record<string, string> = { name, actual_version: String(row.version) };
+  return undefined;
+}
+
+function changedDuringWrite(name: string, expectedVersion?: bigint) {
+  const facts: Record<string, string> = { name };
   if (expectedVersion !== undefined) facts.expected_version = String(expectedVersion);
-  throw new EventStoreError("WRONG_EXPECTED_VERSION", `Projection ${name} changed during the write; retry`, facts);
+  return new EventStoreError("WRONG_EXPECTED_VERSION", `Projection ${name} changed during the write; retry`, facts);
 }
 
 function notFound(name: string) {

@@ -7,11 +7,9 @@ import type { Sql } from "./sql";
  * whole page. A link whose event is gone (its stream deleted, or never written) stays itself.
  */
 export async function resolveLinks(sql: Sql, events: RecordedEvent[]): Promise<RecordedEvent[]> {
+  const pointsTo = events.map(linkTarget);
   const targets = new Map<string, LinkTarget>();
-  for (const e of events) {
-    const target = linkTarget(e);
-    if (target) targets.set(key(target), target);
-  }
+  for (const target of pointsTo) if (target) targets.set(key(target), target);
   if (targets.size === 0) return events;
   const wanted = [...targets.values()].map((t) => ({ stream: t.stream, revision: t.revision.toString() }));
   const rows = await sql<EventRow[]>`
@@ -21,8 +19,8 @@ export async function resolveLinks(sql: Sql, events: RecordedEvent[]): Promise<R
       join eventstore.streams s on s.name = e.stream
      where not s.deleted and not s.tombstoned and e.revision >= s.first_revision`;
   const found = new Map(rows.map((r) => [key(r), toRecordedEvent(r)]));
-  return events.map((e) => {
-    const target = linkTarget(e);
+  return events.map((e, i) => {
+    const target = pointsTo[i];
     const event = target && found.get(key(target));
     return event ? { ...event, link: e } : e;
   });

@@ -13,6 +13,7 @@ import { openStore, type EventStore } from "../../src/store";
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
+import { until } from "../support/until";
 
 let db: TestDatabase;
 let server: TestServer;
@@ -29,14 +30,6 @@ async function collect(events: AsyncIterable<RecordedEvent>): Promise<RecordedEv
   const all: RecordedEvent[] = [];
   for await (const e of events) all.push(e);
   return all;
-}
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**
@@ -144,7 +137,7 @@ describe("subscribe", () => {
     }
     expect(seen).toEqual(["A", "B", "C"]);
     expect(caughtUp.length).toBe(1);
-    await until(() => server.liveSubscribers() === 0, 5000, "the server to drop the subscription");
+    await until(() => server.liveSubscribers() === 0, "the server to drop the subscription", 5000);
   });
 
   it("resumes after a server restart right after the last event it delivered: none missed, none repeated", async () => {
@@ -165,16 +158,16 @@ describe("subscribe", () => {
       })();
       let failed: unknown;
       consuming.catch((e) => (failed = e));
-      await until(() => seen.length === 5 || failed !== undefined, 10_000, "the history").catch((e) => {
+      await until(() => seen.length === 5 || failed !== undefined, "the history", 10_000).catch((e) => {
         throw new Error(`${e.message}: ${seen.length} seen, reconnects ${reconnects.join(",")}`);
       });
       if (failed) throw failed;
       await restarting.stop();
       await write(5, 10); // while no server runs
       await restarting.start();
-      await until(() => seen.length >= 10, 15_000, "the events written while the server was down");
+      await until(() => seen.length >= 10, "the events written while the server was down", 15_000);
       await write(10, 12);
-      await until(() => seen.length >= 12, 10_000, "live events after the restart");
+      await until(() => seen.length >= 12, "live events after the restart", 10_000);
       abort.abort();
       await consuming;
       expect(reconnects.length).toBeGreaterThanOrEqual(1);
@@ -217,11 +210,11 @@ describe("subscribe", () => {
     const consuming = (async () => {
       for await (const e of closing.subscribe({ stream })) seen.push(e.type);
     })();
-    await until(() => seen.length === 1, 5000, "the first event");
+    await until(() => seen.length === 1, "the first event", 5000);
     closing.close();
     await consuming; // ends, without an error
     expect(seen).toEqual(["A"]);
-    await until(() => server.liveSubscribers() === 0, 5000, "the server to drop the subscription");
+    await until(() => server.liveSubscribers() === 0, "the server to drop the subscription", 5000);
   });
 
   it("from the end, a resumed subscription still gets what was written while it was away", async () => {
@@ -237,13 +230,13 @@ describe("subscribe", () => {
       const consuming = (async () => {
         for await (const e of resuming.subscribe({ stream, from: "end", signal: abort.signal, onCaughtUp: () => (live = true) })) seen.push(e.type);
       })();
-      await until(() => live, 10_000, "caught-up");
+      await until(() => live, "caught-up", 10_000);
       await restarting.stop();
       await one("WhileAway");
       await restarting.start();
-      await until(() => seen.length >= 1, 15_000, "the event written while away");
+      await until(() => seen.length >= 1, "the event written while away", 15_000);
       await one("Later");
-      await until(() => seen.length >= 2, 10_000, "the live event");
+      await until(() => seen.length >= 2, "the live event", 10_000);
       abort.abort();
       await consuming;
       expect(seen).toEqual(["WhileAway", "Later"]);

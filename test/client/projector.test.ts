@@ -19,6 +19,7 @@ import {
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
+import { until } from "../support/until";
 
 let db: TestDatabase;
 let server: TestServer;
@@ -39,14 +40,15 @@ afterAll(async () => {
 const unique = () => randomUUID().replaceAll("-", "").slice(0, 12);
 const fast = { leaseTtlMs: 2000, controlIntervalMs: 100, persistEveryMs: 100 };
 
-async function until<T>(check: () => Promise<T | undefined> | T | undefined, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/**
+ * The test's client, but every projection record write fails as if the process were killed right
+ * before it: what a projector writes before its record (read model, emitted events) is written.
+ */
+function killedBeforeRecord(): EventStoreClient {
+  const persist = async (): Promise<never> => {
+    throw new Error("killed");
+  };
+  return { ...client, projections: { ...client.projections, persist } };
 }
 
 async function collect(events: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
@@ -251,16 +253,7 @@ describe("a projector", () => {
         });
     // The first run dies after writing its emits and links but before its record: the record
     // refuses its persist (as if the process had been killed there).
-    const crashing = {
-      ...client,
-      projections: {
-        ...client.projections,
-        persist: async () => {
-          throw new Error("killed");
-        },
-      },
-    } as EventStoreClient;
-    await expect(build(crashing).run({ keepRunning: false })).rejects.toThrow("killed");
+    await expect(build(killedBeforeRecord()).run({ keepRunning: false })).rejects.toThrow("killed");
     await client.projections.releaseLease(name, (await client.projections.get(name)).lease!.holder);
     expect(await collect(client.readStream(name))).toHaveLength(2);
 
@@ -325,17 +318,8 @@ describe("a read-model projector", () => {
     const [category, name, table] = [`rm${unique()}`, `rm-${unique()}`, `totals_${unique()}`];
     await client.append(`${category}-1`, [{ type: "Opened" }, { type: "Deposited", data: { amount: 5 } }]);
     await client.append(`${category}-2`, [{ type: "Opened" }]);
-    const crashing = {
-      ...client,
-      projections: {
-        ...client.projections,
-        persist: async () => {
-          throw new Error("killed");
-        },
-      },
-    } as EventStoreClient;
     // The table and its position are written, the record is not: as if killed between the two.
-    await expect(totals(crashing, name, table, category).run({ keepRunning: false })).rejects.toThrow("killed");
+    await expect(totals(killedBeforeRecord(), name, table, category).run({ keepRunning: false })).rejects.toThrow("killed");
     await client.projections.releaseLease(name, (await client.projections.get(name)).lease!.holder);
     expect((await client.projections.get(name)).position).toBe(0n);
     await client.append(`${category}-2`, [{ type: "Deposited", data: { amount: 7 } }]);

@@ -4,6 +4,7 @@ import { startExample, type ExampleProcess } from "../support/example-process";
 import { startClientServer } from "../support/client-server";
 import type { TestDatabase } from "../support/test-database";
 import type { TestServer } from "../support/test-server";
+import { until } from "../support/until";
 
 let db: TestDatabase;
 let server: TestServer;
@@ -30,16 +31,6 @@ function example(script: string, args: string[], env: Record<string, string> = {
 /** A projection runner process of the example: fast leases and status checks, for the test's sake. */
 function runner(name: string, category: string) {
   return example("run-projection", ["balances"], { PROJECTION_NAME: name, ACCOUNT_CATEGORY: category, LEASE_TTL_MS: "2000", CONTROL_INTERVAL_MS: "100" });
-}
-
-async function until<T>(check: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const stateOf = (r: ProjectionRecord) => JSON.parse(new TextDecoder().decode(r.state)) as { balances: Record<string, number>; handled: number };

@@ -14,6 +14,7 @@ import { isEventStoreError, type Logger } from "../domain";
 import { openStore, type EventStore } from "../store";
 import type { Config } from "./config";
 import { withSpecGrpcMessage } from "./grpc-message-encoding";
+import { createGrpcUnaryFastPath } from "./grpc-unary-fast-path";
 import { listen, type RequestHandler } from "./listen";
 
 export interface RunningServer {
@@ -47,8 +48,13 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     shutdown: shutdown.signal,
     defaultHeartbeatMs: config.subscriptions.heartbeatMs,
   });
-  const handler = connectNodeAdapter({
-    routes(router) {
+  // Refuse oversized requests before buffering them: the append limit, plus room for base64
+  // in Connect JSON and for the envelope.
+  const readMaxBytes = Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024;
+  const unary = createGrpcUnaryFastPath({ readMaxBytes, shutdown: shutdown.signal });
+  const connect = connectNodeAdapter({
+    routes(connectRouter) {
+      const router = unary.wrap(connectRouter);
       registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe });
       registerProjectionService(router, { projections: store.projections, log });
       registerHealthService(router, health, shutdown.signal);
@@ -60,16 +66,18 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
         file_grpc_reflection_v1alpha_reflection,
       ]);
     },
-    // Refuse oversized requests before buffering them: the append limit, plus room for base64
-    // in Connect JSON and for the envelope.
-    readMaxBytes: Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024,
+    readMaxBytes,
     // Every common client offers gzip, and connect-node would then compress each message of
     // 1 KiB or more: for a subscription, one gzip run per event, which cost more CPU than
     // everything else together and let readers fall behind writers. Off unless asked for;
     // compressed requests are accepted either way.
     compressMinBytes: config.compressMinBytes === 0 ? Number.MAX_SAFE_INTEGER : config.compressMinBytes,
   }) as RequestHandler;
-  const listener = await listen(withSpecGrpcMessage(handler), {
+  const viaConnect = withSpecGrpcMessage(connect);
+  const handler: RequestHandler = (req, res) => {
+    if (!unary.serve(req, res)) viaConnect(req, res);
+  };
+  const listener = await listen(handler, {
     host: config.host,
     port: config.port,
     tls: config.tls,

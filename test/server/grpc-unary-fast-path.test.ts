@@ -1,0 +1,201 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import {
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthCheckResponseSchema,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+} from "../../gen/grpc/health/v1/health_pb";
+import { withSpecGrpcMessage } from "../../src/server/grpc-message-encoding";
+import { createGrpcUnaryFastPath } from "../../src/server/grpc-unary-fast-path";
+import { listen, type Listener } from "../../src/server/listen";
+import { errorInfo } from "../support/grpc-js-client";
+import { until } from "../support/until";
+
+const READ_MAX_BYTES = 4096;
+const METHOD = "/grpc.health.v1.Health/Check";
+
+// One unary method whose behaviour the request's `service` field picks, served the way the
+// server serves: the fast path first, Connect for the rest.
+let listener: Listener;
+let shutdown: AbortController;
+let fastCalls = 0;
+const abortReasons: unknown[] = [];
+
+async function check(req: HealthCheckRequest, ctx: HandlerContext) {
+  switch (req.service) {
+    case "crash":
+      throw new Error("relation eventstore.events does not exist");
+    case "refused":
+      throw new ConnectError("Wrong expected revision: 3 (stream a/b, actual 5)", Code.Aborted, undefined, [
+        { desc: ErrorInfoSchema, value: { reason: "WRONG_EXPECTED_REVISION", domain: "test", metadata: { stream: "a/b" } } },
+      ]);
+    case "metadata":
+      ctx.responseHeader.set("x-answer-header", "h");
+      ctx.responseTrailer.set("x-answer-trailer", "t");
+      return { status: ctx.requestHeader.get("x-asked") === "yes" ? ServingStatus.SERVING : ServingStatus.NOT_SERVING };
+    case "slow":
+      await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+      abortReasons.push(ctx.signal.reason);
+      throw ctx.signal.reason;
+    default:
+      return create(HealthCheckResponseSchema, { status: ServingStatus.SERVING });
+  }
+}
+
+beforeEach(async () => {
+  shutdown = new AbortController();
+  fastCalls = 0;
+  abortReasons.length = 0;
+  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal });
+  const connect = withSpecGrpcMessage(
+    connectNodeAdapter({
+      routes: (router) => unary.wrap(router).service(Health, { check }),
+      readMaxBytes: READ_MAX_BYTES,
+      shutdownSignal: shutdown.signal,
+    }) as Parameters<typeof withSpecGrpcMessage>[0],
+  );
+  listener = await listen(
+    (req, res) => {
+      if (unary.serve(req, res)) fastCalls++;
+      else connect(req, res);
+    },
+    { host: "127.0.0.1", port: 0 },
+  );
+});
+
+afterEach(async () => {
+  shutdown.abort();
+  await listener.close(1000);
+});
+
+// `compressed`: grpc-js gzips the request, which the fast path leaves to Connect.
+function client(compressed: boolean): grpc.Client {
+  return new grpc.Client(`127.0.0.1:${listener.port}`, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+    ...(compressed ? { "grpc.default_compression_algorithm": 2 } : {}),
+  });
+}
+
+interface Answer {
+  response?: HealthCheckResponse;
+  error?: grpc.ServiceError;
+  header?: grpc.Metadata;
+}
+
+function callCheck(c: grpc.Client, service: string, options: { deadlineMs?: number; metadata?: grpc.Metadata } = {}) {
+  let header: grpc.Metadata | undefined;
+  let call!: grpc.ClientUnaryCall;
+  const answer = new Promise<Answer>((resolve) => {
+    call = c.makeUnaryRequest(
+      METHOD,
+      (r: HealthCheckRequest) => Buffer.from(toBinary(HealthCheckRequestSchema, r)),
+      (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+      create(HealthCheckRequestSchema, { service }),
+      options.metadata ?? new grpc.Metadata(),
+      options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs },
+      (error, response) => resolve({ error: error ?? undefined, response, header }),
+    );
+    call.on("metadata", (m) => (header = m));
+  });
+  return { call, answer };
+}
+
+describe("unary gRPC calls on the fast path", () => {
+  test("plain gRPC unary calls take the fast path and compressed ones go to Connect, with the same answer", async () => {
+    const plain = client(false);
+    const gzip = client(true);
+    const fast = await callCheck(plain, "").answer;
+    expect(fastCalls).toBe(1);
+    const slow = await callCheck(gzip, "").answer;
+    expect(fastCalls).toBe(1);
+    expect(fast.error).toBeUndefined();
+    expect(fast.response?.status).toBe(ServingStatus.SERVING);
+    expect(slow.response?.status).toBe(ServingStatus.SERVING);
+    plain.close();
+    gzip.close();
+  });
+
+  test("an error keeps its code, its message as written and its ErrorInfo, as through Connect", async () => {
+    const answers = await Promise.all([false, true].map(async (compressed) => (await callCheck(client(compressed), "refused").answer).error!));
+    expect(fastCalls).toBe(1);
+    for (const error of answers) {
+      expect(error.code).toBe(grpc.status.ABORTED);
+      expect(error.details).toBe("Wrong expected revision: 3 (stream a/b, actual 5)");
+      expect(errorInfo(error)).toMatchObject({ reason: "WRONG_EXPECTED_REVISION", metadata: { stream: "a/b" } });
+    }
+  });
+
+  test("an unexpected failure answers INTERNAL without its text", async () => {
+    const { error } = await callCheck(client(false), "crash").answer;
+    expect(fastCalls).toBe(1);
+    expect(error?.code).toBe(grpc.status.INTERNAL);
+    expect(error?.details).toBe("internal error");
+  });
+
+  test("request headers reach the implementation, and its response headers and trailers reach the client", async () => {
+    const metadata = new grpc.Metadata();
+    metadata.set("x-asked", "yes");
+    const { response, error, header } = await callCheck(client(false), "metadata", { metadata }).answer;
+    expect(fastCalls).toBe(1);
+    expect(response?.status).toBe(ServingStatus.SERVING);
+    expect(header?.get("x-answer-header")).toEqual(["h"]);
+    expect(error).toBeUndefined();
+  });
+
+  test("a response trailer set by the implementation reaches the client", async () => {
+    const c = client(false);
+    const status = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = c.makeUnaryRequest(
+        METHOD,
+        (r: HealthCheckRequest) => Buffer.from(toBinary(HealthCheckRequestSchema, r)),
+        (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+        create(HealthCheckRequestSchema, { service: "metadata" }),
+        () => {},
+      );
+      call.on("status", resolve);
+    });
+    expect(status.code).toBe(grpc.status.OK);
+    expect(status.metadata.get("x-answer-trailer")).toEqual(["t"]);
+  });
+
+  test("a request over the size limit is refused with RESOURCE_EXHAUSTED", async () => {
+    const { error } = await callCheck(client(false), "x".repeat(READ_MAX_BYTES + 1)).answer;
+    expect(fastCalls).toBe(1);
+    expect(error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(error?.details).toBe(`message size is larger than configured readMaxBytes ${READ_MAX_BYTES}`);
+  });
+
+  test("a deadline that passes answers DEADLINE_EXCEEDED and aborts the implementation's signal", async () => {
+    const { error } = await callCheck(client(false), "slow", { deadlineMs: 200 }).answer;
+    expect(fastCalls).toBe(1);
+    expect(error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    const reason = await until(() => abortReasons[0], "the implementation to see the deadline");
+    expect(reason).toBeInstanceOf(ConnectError);
+    expect((reason as ConnectError).code).toBe(Code.DeadlineExceeded);
+  });
+
+  test("a client that cancels aborts the implementation's signal", async () => {
+    const { call, answer } = callCheck(client(false), "slow");
+    await until(() => fastCalls === 1, "the call to arrive");
+    await new Promise((r) => setTimeout(r, 50));
+    call.cancel();
+    expect((await answer).error?.code).toBe(grpc.status.CANCELLED);
+    const reason = await until(() => abortReasons[0], "the implementation to see the cancel");
+    expect((reason as ConnectError).code).toBe(Code.Canceled);
+  });
+
+  test("the server's shutdown aborts the signals of the calls in flight", async () => {
+    const { answer } = callCheck(client(false), "slow");
+    await until(() => fastCalls === 1, "the call to arrive");
+    await new Promise((r) => setTimeout(r, 50));
+    shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+    expect((await answer).error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(abortReasons).toHaveLength(1);
+  });
+});

@@ -11,6 +11,7 @@ import { READ_STREAM, SEED_WRITERS, seedReadData } from "./seed";
 import type { ServerProcess } from "./server-process";
 import { combine, round, runTimed, summarize, type Measurement } from "./stats";
 import { createStoreClient } from "./store-client";
+import { startUsageAfter, type Usage } from "./usage";
 
 export interface BenchSettings {
   /** Unmeasured time before each side's first turn. */
@@ -222,12 +223,16 @@ async function measure(ctx: BenchContext, name: string, clients: number, eventsP
   const { warmupMs, durationMs, turns } = ctx.settings;
   const entries = Object.entries(sides).filter((e): e is [string, Side] => e[1] !== undefined);
   const parts = new Map<string, Measurement[]>(entries.map(([key]) => [key, []]));
+  const usages = new Map<string, Usage[]>(entries.map(([key]) => [key, []]));
   let rss = ctx.server.rssMb();
   const sampler = setInterval(() => (rss = Math.max(rss, ctx.server.rssMb())), 100);
   try {
     for (let turn = 0; turn < turns; turn++) {
       for (const [key, side] of entries) {
-        parts.get(key)!.push(await runTimed({ ...side, warmupMs: turn === 0 ? warmupMs : 0, durationMs: durationMs / turns }));
+        const warmup = turn === 0 ? warmupMs : 0;
+        const usage = startUsageAfter(warmup, ctx.server.pid);
+        parts.get(key)!.push(await runTimed({ ...side, warmupMs: warmup, durationMs: durationMs / turns }));
+        usages.get(key)!.push(usage.stop());
       }
     }
   } finally {
@@ -247,6 +252,15 @@ async function measure(ctx: BenchContext, name: string, clients: number, eventsP
   line.store_ratio = round(s.store.eps / s.raw.eps, 3);
   if (s.notify) line.ratio_vs_notify = round(s.ours.eps / s.notify.eps, 3);
   line.server_rss_mb = round(Math.max(rss, ctx.server.rssMb()), 1);
+  // Where the CPU went on each side (percent of one core; the machine has two): the server,
+  // this process (the clients, or the store for its side) and PostgreSQL.
+  for (const [key, u] of usages) {
+    const prefix = key === "notify" ? "raw_notify" : key;
+    const mean = (f: (x: Usage) => number) => round(u.reduce((sum, x) => sum + f(x), 0) / u.length, 0);
+    if (key === "ours") line.ours_server_cpu_pct = mean((x) => x.server);
+    line[`${prefix}_client_cpu_pct`] = mean((x) => x.client);
+    line[`${prefix}_postgres_cpu_pct`] = mean((x) => x.postgres);
+  }
   return line;
 }
 

@@ -13,6 +13,8 @@ const COLUMNS: [title: string, cell: (r: CaseResult) => string][] = [
   ["raw+notify ev/s", (r) => num(r.raw_notify_eps)],
   ["ratio vs notify", (r) => num(r.ratio_vs_notify)],
   ["server RSS MB", (r) => num(r.server_rss_mb)],
+  ["ours CPU % server/client/pg", (r) => [r.ours_server_cpu_pct, r.ours_client_cpu_pct, r.ours_postgres_cpu_pct].map(num).join("/")],
+  ["raw CPU % client/pg", (r) => [r.raw_client_cpu_pct, r.raw_postgres_cpu_pct].map(num).join("/")],
 ];
 
 const SUBSCRIPTION_COLUMNS: [title: string, cell: (r: CaseResult) => string][] = [

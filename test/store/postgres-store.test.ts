@@ -33,7 +33,7 @@ describe("PostgreSQL schema", () => {
       const stores = await Promise.all([1, 2, 3].map(() => openStore({ location: { kind: "postgres", url: db.url } })));
       const sql = connect({ url: db.url, max: 1 });
       const rows = await sql`select version from eventstore.schema_migrations order by version`;
-      expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
       await sql.end();
       await Promise.all(stores.map((s) => s.close()));
     } finally {

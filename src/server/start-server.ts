@@ -1,5 +1,6 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
+import { AppendRequestSchema, file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
+import { decodeAppendRequest } from "../api/append-request-decoder";
 import { file_eventstore_v1_projections } from "../../gen/eventstore/v1/projections_pb";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
@@ -51,7 +52,11 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   // Refuse oversized requests before buffering them: the append limit, plus room for base64
   // in Connect JSON and for the envelope.
   const readMaxBytes = Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024;
-  const unary = createGrpcUnaryFastPath({ readMaxBytes, shutdown: shutdown.signal });
+  const unary = createGrpcUnaryFastPath({
+    readMaxBytes,
+    shutdown: shutdown.signal,
+    decoders: { [AppendRequestSchema.typeName]: decodeAppendRequest },
+  });
   const connect = connectNodeAdapter({
     routes(connectRouter) {
       const router = unary.wrap(connectRouter);

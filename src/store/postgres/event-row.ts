@@ -10,12 +10,17 @@ export interface EventRow {
   content_type: string;
   data: Buffer;
   metadata: Record<string, unknown>;
-  stored_at: Date;
+  stored_ms: number;
 }
 
-/** The columns every event read selects, from `eventstore.events e`. */
+/**
+ * The columns every event read selects, from `eventstore.events e`. The time comes as
+ * milliseconds since the epoch (floored, as a Date holds it): a Date made from a number costs a
+ * tenth of one parsed from timestamptz's text, about 0.4 µs an event when reading the log.
+ */
 export function eventColumns(sql: Sql) {
-  return sql`e.position, e.stream, e.revision, e.id, e.type, e.content_type, e.data, e.metadata, e.stored_at`;
+  return sql`e.position, e.stream, e.revision, e.id, e.type, e.content_type, e.data, e.metadata,
+    floor(extract(epoch from e.stored_at) * 1000)::float8 as stored_ms`;
 }
 
 export function toRecordedEvent(row: EventRow): RecordedEvent {
@@ -28,7 +33,7 @@ export function toRecordedEvent(row: EventRow): RecordedEvent {
     stream: row.stream,
     revision: row.revision,
     position: row.position,
-    storedAt: row.stored_at,
+    storedAt: new Date(row.stored_ms),
   };
 }
 

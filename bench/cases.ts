@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { EventStore } from "../src/store";
+import { callCostCase } from "./call-cost";
 import { catchUpCase } from "./catch-up";
 import { createEventStoreClient, type ClientKind, type EventStoreClient } from "./event-store-client";
 import { fanOutCase, type FanOutSettings } from "./fan-out";
@@ -80,6 +81,7 @@ export function createCases(): BenchCase[] {
     hotAppendCase(32, 8),
     appendCase(100, 1),
     appendCase(100, 8),
+    callCostCase(),
     liveLatencyCase(),
     fanOutCase(),
     catchUpCase(),

@@ -34,12 +34,34 @@ const SUBSCRIPTION_COLUMNS: [title: string, cell: (r: CaseResult) => string][] =
   ["fell behind", (r) => num(r.fell_behind)],
 ];
 
-/** Plain-text tables of the case results, for people: reads and appends, then subscriptions. */
+const CALL_KINDS = ["health", "get_stream", "append", "store_append", "raw_insert"];
+
+const CALL_COST_COLUMNS: [title: string, cell: (r: CaseResult) => string][] = [
+  ["call", (r) => String(r.kind)],
+  ["ms per call", (r) => num(r.ms)],
+  ["server CPU ms", (r) => num(r.server_cpu_ms)],
+  ["client CPU ms", (r) => num(r.client_cpu_ms)],
+];
+
+/**
+ * Plain-text tables of the case results, for people: reads and appends, then where a lone
+ * call's time goes, then subscriptions.
+ */
 export function formatTable(results: CaseResult[]): string {
-  const subscriptions = results.filter((r) => r.events_per_op === undefined);
+  const callCost = results.find((r) => r.case === "call-cost");
+  const subscriptions = results.filter((r) => r.events_per_op === undefined && r !== callCost);
   const others = results.filter((r) => r.events_per_op !== undefined);
+  const calls = callCost
+    ? CALL_KINDS.map((kind) => ({
+        kind,
+        ms: callCost[`${kind}_ms`],
+        server_cpu_ms: callCost[`${kind}_server_cpu_ms`],
+        client_cpu_ms: callCost[`${kind}_client_cpu_ms`],
+      }))
+    : [];
   return [
     others.length > 0 ? table(COLUMNS, others) : "",
+    calls.length > 0 ? table(CALL_COST_COLUMNS, calls) : "",
     subscriptions.length > 0 ? table(SUBSCRIPTION_COLUMNS, subscriptions) : "",
   ].filter((t) => t !== "").join("\n");
 }

@@ -33,6 +33,26 @@ const LATENCY: Figure[] = [
 ];
 
 const pct = (v: number) => v.toFixed(0);
+
+/** Where the CPU went on each side, in percent of one core (the machine has two). */
+const CPU: Figure[] = [
+  ["ours: server %", "ours_server_cpu_pct", pct],
+  ["ours: clients %", "ours_client_cpu_pct", pct],
+  ["ours: PostgreSQL %", "ours_postgres_cpu_pct", pct],
+  ["store: benchmark process %", "store_client_cpu_pct", pct],
+  ["store: PostgreSQL %", "store_postgres_cpu_pct", pct],
+  ["raw: clients %", "raw_client_cpu_pct", pct],
+  ["raw: PostgreSQL %", "raw_postgres_cpu_pct", pct],
+];
+
+/** The call-cost case: one row per kind of call. */
+const CALL_KINDS: [title: string, key: string][] = [
+  ["health check (gRPC)", "health"],
+  ["GetStream (gRPC)", "get_stream"],
+  ["Append, 1 event (gRPC)", "append"],
+  ["store append, 1 event (in process)", "store_append"],
+  ["raw single-row insert", "raw_insert"],
+];
 const kb = (v: number) => v.toFixed(1);
 const count = (v: number) => v.toLocaleString("en-US");
 
@@ -97,9 +117,11 @@ function main(files: string[]): void {
     }
   }
   const subscriptions = new Map([...byCase].filter(([name]) => name in SUBSCRIPTIONS));
-  const others = new Map([...byCase].filter(([name]) => !(name in SUBSCRIPTIONS)));
+  const others = new Map([...byCase].filter(([name]) => !(name in SUBSCRIPTIONS) && name !== "call-cost" && name !== "seed"));
   process.stdout.write(`Runs: ${files.length}. Each cell: median (min–max).\n\n`);
-  if (others.size > 0) process.stdout.write(table(others, THROUGHPUT) + "\n" + table(others, LATENCY));
+  if (others.size > 0) process.stdout.write(table(others, THROUGHPUT) + "\n" + table(others, LATENCY) + "\n" + table(others, CPU));
+  const calls = byCase.get("call-cost");
+  if (calls) process.stdout.write("\n" + callCostTable(calls));
   for (const [name, results] of subscriptions) process.stdout.write("\n" + table(new Map([[name, results]]), SUBSCRIPTIONS[name]));
 }
 
@@ -110,6 +132,18 @@ function table(byCase: Map<string, Result[]>, figures: Figure[]): string {
     String(results[0].clients),
     ...figures.map(([, key, format]) => cell(results.map((r) => r[key]).filter((v): v is number => typeof v === "number"), format)),
   ]);
+  return [header, header.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n") + "\n";
+}
+
+function callCostTable(results: Result[]): string {
+  const figure = (r: Result, key: string) => (typeof r[key] === "number" ? (r[key] as number) : undefined);
+  const rows = CALL_KINDS.map(([title, kind]) => [
+    title,
+    ...["ms", "server_cpu_ms", "client_cpu_ms"].map((what) =>
+      cell(results.map((r) => figure(r, `${kind}_${what}`)).filter((v): v is number => v !== undefined), (v) => v.toFixed(3)),
+    ),
+  ]);
+  const header = ["call", "ms per call", "server CPU ms per call", "client CPU ms per call"];
   return [header, header.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n") + "\n";
 }
 

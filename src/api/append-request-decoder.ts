@@ -6,7 +6,8 @@ import type { AppendRequest, ExpectedState, ProposedEvent } from "../../gen/even
  * Decodes an AppendRequest straight from the wire, as protobuf-es's reflective `fromBinary`
  * would, for the requests that every client sends: events with `data` payloads and JSON
  * metadata. It answers undefined for anything else (a `json` payload, an unknown or repeated
- * field, a wire type or UTF-8 sequence out of place, a truncated message), and the caller then
+ * field, a wire type or UTF-8 sequence out of place, a string that starts with a byte order
+ * mark, a truncated message), and the caller then
  * decodes with protobuf-es, which gives the answer or the error. A property test holds the two
  * equal.
  *
@@ -178,6 +179,10 @@ class Reader {
 
   string(): string {
     const end = this.end();
+    // protobuf-es's TextDecoder drops a leading byte order mark, which Buffer keeps.
+    if (end - this.pos >= 3 && this.buf[this.pos] === 0xef && this.buf[this.pos + 1] === 0xbb && this.buf[this.pos + 2] === 0xbf) {
+      throw NOT_HANDLED;
+    }
     const text = this.buf.toString("utf8", this.pos, end);
     // protobuf-es refuses invalid UTF-8 in proto3 strings; Buffer would replace it with U+FFFD.
     if (text.includes("\uFFFD") && !isUtf8(this.buf.subarray(this.pos, end))) throw NOT_HANDLED;

@@ -1,4 +1,4 @@
-import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } from "node:http2";
+import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import {
   create,
   fromBinary,
@@ -11,8 +11,9 @@ import {
   type MessageInitShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, createServiceImplSpec, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { encodeGrpcMessage } from "./grpc-message-encoding";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
+import type { Logger } from "../domain";
+import { envelope, errorTrailers, headerObject, OK_TRAILERS, readMessage } from "./grpc-unary-wire";
 import type { RequestHandler } from "./listen";
 import { UnaryCallContext } from "./unary-call-context";
 
@@ -33,6 +34,7 @@ export interface GrpcUnaryFastPathOptions {
   readMaxBytes: number;
   /** Aborts every call's signal when the server shuts down. */
   shutdown: AbortSignal;
+  log: Logger;
   /** Hand-written decoders of some request messages, by their type name. */
   decoders?: Record<string, RequestDecoder>;
 }
@@ -44,10 +46,8 @@ export interface GrpcUnaryFastPath {
   serve: (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]) => boolean;
 }
 
-const ENVELOPE = 5;
-const FLAG_COMPRESSED = 0b1;
 const RESPONSE_HEADERS = { "content-type": "application/grpc+proto" };
-const OK_TRAILERS = { "grpc-status": "0" };
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Serves unary gRPC calls (the common case: binary protobuf over HTTP/2, uncompressed) without
@@ -63,7 +63,7 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
   const routes = new Map<string, UnaryRoute>();
   const inFlight = new Set<UnaryCallContext>();
   options.shutdown.addEventListener("abort", () => {
-    for (const context of inFlight) context.abort(options.shutdown.reason);
+    for (const context of inFlight) context.abort(shutdownReason(options.shutdown));
   });
 
   function add(method: DescMethod, impl: UnaryImpl): void {
@@ -78,15 +78,17 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
         get handlers() {
           return router.handlers;
         },
+        // Methods with interceptors stay with Connect, which runs them.
         service(service, implementation, handlerOptions) {
           router.service(service, implementation, handlerOptions);
+          if (handlerOptions?.interceptors?.length) return wrapped;
           const spec = createServiceImplSpec(service, implementation);
           for (const m of Object.values(spec.methods)) add(m.method, m.impl as UnaryImpl);
           return wrapped;
         },
         rpc(method, impl, handlerOptions) {
           router.rpc(method, impl, handlerOptions);
-          add(method, impl as UnaryImpl);
+          if (!handlerOptions?.interceptors?.length) add(method, impl as UnaryImpl);
           return wrapped;
         },
       };
@@ -101,7 +103,12 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
       if (contentType !== "application/grpc" && contentType !== "application/grpc+proto") return false;
       const encoding = req.headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
-      void call(route, req as Http2ServerRequest, res as Http2ServerResponse, options, inFlight);
+      const response = res as Http2ServerResponse;
+      call(route, req as Http2ServerRequest, response, options, inFlight).catch((e) => {
+        // Writing the answer failed (a header Node refuses, say): the call ends with a reset.
+        options.log.error("a unary call could not be answered", { path: req.url, cause: e instanceof Error ? e.message : String(e) });
+        if (!response.stream.closed) response.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      });
       return true;
     },
   };
@@ -114,9 +121,12 @@ async function call(
   options: GrpcUnaryFastPathOptions,
   inFlight: Set<UnaryCallContext>,
 ): Promise<void> {
+  const arrived = Date.now();
   let context: UnaryCallContext | undefined;
+  let closed = false;
   let answered = false;
   const onClose = () => {
+    closed = true;
     if (!answered) context?.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   };
   res.once("close", onClose);
@@ -124,41 +134,38 @@ async function call(
   try {
     const timeout = parseTimeout(headerValue(req.headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
-    const body = await readBody(req, options.readMaxBytes);
-    const request = parse(route, unwrap(body));
-    context = new UnaryCallContext(route.method, req.url, req.headers, timeout.timeoutMs);
-    inFlight.add(context);
-    if (options.shutdown.aborted) context.abort(options.shutdown.reason);
-    let answer = Promise.resolve(route.impl(request, context));
-    if (timeout.timeoutMs !== undefined) {
-      const ms = timeout.timeoutMs;
-      const deadlined = context;
-      answer = Promise.race([
-        answer,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            const error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-            deadlined.abort(error);
-            reject(error);
-          }, ms);
-        }),
-      ]);
+    const deadline = timeout.timeoutMs === undefined ? undefined : arrived + timeout.timeoutMs;
+    const bytes = await readMessage(req, options.readMaxBytes);
+    // A client that is gone, or a deadline that has passed, before the call begins: nothing runs.
+    // (A reset stream ends the request's body as if it were complete, before "close".)
+    if (closed || req.aborted || res.stream.closed || res.stream.destroyed) return;
+    if (deadline !== undefined && Date.now() >= deadline) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
+    const request = parse(route, bytes);
+    const ctx = (context = new UnaryCallContext(route.method, req, deadline));
+    inFlight.add(ctx);
+    if (options.shutdown.aborted) ctx.abort(shutdownReason(options.shutdown));
+    // As in Connect, a deadline that passes aborts the call's signal, and the answer is still
+    // the implementation's: an append it had begun may have committed. (A timer cannot wait
+    // longer than 2^31 - 1 ms: such a deadline is as good as none.)
+    const ms = deadline === undefined ? undefined : deadline - Date.now();
+    if (ms !== undefined && ms <= MAX_TIMER_MS) {
+      timer = setTimeout(() => ctx.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), ms);
     }
     // Implementations may answer a message or the plain object a message is made from.
-    const output = (await answer) as MessageInitShape<DescMessage>;
+    const output = (await route.impl(request, ctx)) as MessageInitShape<DescMessage>;
     const response = toBinary(route.method.output, isMessage(output, route.method.output) ? output : create(route.method.output, output));
     answered = true;
     if (res.stream.closed) return;
-    const { header, trailer } = context.responseMetadata;
-    res.writeHead(200, header ? { ...toObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
-    res.addTrailers(trailer ? { ...toObject(trailer), ...OK_TRAILERS } : OK_TRAILERS);
+    const { header, trailer } = ctx.responseMetadata;
+    res.writeHead(200, header ? { ...headerObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
+    res.addTrailers(trailer ? { ...headerObject(trailer), ...OK_TRAILERS } : OK_TRAILERS);
     res.end(envelope(response));
   } catch (e) {
     answered = true;
     if (res.stream.closed) return;
     const { header, trailer } = context?.responseMetadata ?? {};
-    res.writeHead(200, header ? { ...toObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
-    res.addTrailers({ ...(trailer ? toObject(trailer) : {}), ...errorTrailers(e) });
+    res.writeHead(200, header ? { ...headerObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
+    res.addTrailers({ ...(trailer ? headerObject(trailer) : {}), ...errorTrailers(e) });
     res.end();
   } finally {
     if (timer) clearTimeout(timer);
@@ -176,58 +183,9 @@ function parse(route: UnaryRoute, bytes: Uint8Array): Message {
   }
 }
 
-function readBody(req: Http2ServerRequest, readMaxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.byteLength;
-      if (size > readMaxBytes + ENVELOPE) {
-        req.removeAllListeners("data");
-        req.resume();
-        reject(new ConnectError(`message size is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once("end", () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
-    req.once("error", reject);
-  });
-}
-
-/** The one message of a unary request, from its envelope. */
-function unwrap(body: Buffer): Uint8Array {
-  if (body.byteLength === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
-  if (body.byteLength < ENVELOPE) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (body[0] & FLAG_COMPRESSED) {
-    throw new ConnectError("protocol error: received compressed message without grpc-encoding", Code.Internal);
-  }
-  const length = body.readUInt32BE(1);
-  const end = ENVELOPE + length;
-  if (end > body.byteLength) throw new ConnectError(`protocol error: promised ${length} bytes, received ${body.byteLength - ENVELOPE}`, Code.InvalidArgument);
-  if (end < body.byteLength) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
-  return body.subarray(ENVELOPE, end);
-}
-
-function envelope(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(ENVELOPE + message.byteLength);
-  out[0] = 0;
-  out.writeUInt32BE(message.byteLength, 1);
-  out.set(message, ENVELOPE);
-  return out;
-}
-
-function errorTrailers(e: unknown): OutgoingHttpHeaders {
-  const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
-  const trailers = toObject(setTrailerStatus(new Headers(), error));
-  trailers["grpc-message"] = encodeGrpcMessage(error.rawMessage);
-  return trailers;
-}
-
-function toObject(headers: Headers): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  headers.forEach((value, key) => (out[key] = value));
-  return out;
+/** Why calls end when the server shuts down: UNAVAILABLE, so that clients go elsewhere. */
+function shutdownReason(signal: AbortSignal): ConnectError {
+  return signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the server is shutting down", Code.Unavailable);
 }
 
 function headerValue(value: string | string[] | undefined): string | null {

@@ -55,6 +55,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const unary = createGrpcUnaryFastPath({
     readMaxBytes,
     shutdown: shutdown.signal,
+    log,
     decoders: { [AppendRequestSchema.typeName]: decodeAppendRequest },
   });
   const connect = connectNodeAdapter({

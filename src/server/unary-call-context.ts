@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from "node:http2";
+import type { Http2ServerRequest, IncomingHttpHeaders } from "node:http2";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 
@@ -17,19 +17,22 @@ export class UnaryCallContext implements HandlerContext {
   private _responseHeader?: Headers;
   private _responseTrailer?: Headers;
   private _values?: ContextValues;
-  private readonly deadline?: number;
 
+  /** `deadline`: when the call times out, in Date.now() time, if the client set a timeout. */
   constructor(
     readonly method: DescMethodUnary,
-    readonly url: string,
-    private readonly incoming: IncomingHttpHeaders,
-    timeoutMs: number | undefined,
-  ) {
-    if (timeoutMs !== undefined) this.deadline = Date.now() + timeoutMs;
-  }
+    private readonly req: Http2ServerRequest,
+    private readonly deadline: number | undefined,
+  ) {}
 
   get service() {
     return this.method.parent;
+  }
+
+  /** The absolute URL, as Connect gives it. */
+  get url(): string {
+    const h = this.req.headers;
+    return `${h[":scheme"] ?? "http"}://${h[":authority"] ?? h.host ?? "localhost"}${this.req.url}`;
   }
 
   get signal(): AbortSignal {
@@ -43,7 +46,7 @@ export class UnaryCallContext implements HandlerContext {
   readonly timeoutMs = (): number | undefined => (this.deadline === undefined ? undefined : this.deadline - Date.now());
 
   get requestHeader(): Headers {
-    return (this.headers ??= toHeaders(this.incoming));
+    return (this.headers ??= toHeaders(this.req.headers));
   }
 
   get responseHeader(): Headers {

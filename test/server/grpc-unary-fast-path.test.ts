@@ -1,3 +1,4 @@
+import * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -11,6 +12,7 @@ import {
   type HealthCheckRequest,
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb";
+import { silentLogger } from "../../src/domain";
 import { withSpecGrpcMessage } from "../../src/server/grpc-message-encoding";
 import { createGrpcUnaryFastPath } from "../../src/server/grpc-unary-fast-path";
 import { listen, type Listener } from "../../src/server/listen";
@@ -25,10 +27,14 @@ const METHOD = "/grpc.health.v1.Health/Check";
 let listener: Listener;
 let shutdown: AbortController;
 let fastCalls = 0;
+let implCalls = 0;
 const abortReasons: unknown[] = [];
 
 async function check(req: HealthCheckRequest, ctx: HandlerContext) {
+  implCalls++;
   switch (req.service) {
+    case "unwritable":
+      throw new ConnectError("a lone surrogate \uD800 in the message", Code.FailedPrecondition);
     case "crash":
       throw new Error("relation eventstore.events does not exist");
     case "refused":
@@ -51,8 +57,9 @@ async function check(req: HealthCheckRequest, ctx: HandlerContext) {
 beforeEach(async () => {
   shutdown = new AbortController();
   fastCalls = 0;
+  implCalls = 0;
   abortReasons.length = 0;
-  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal });
+  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: silentLogger });
   const connect = withSpecGrpcMessage(
     connectNodeAdapter({
       routes: (router) => unary.wrap(router).service(Health, { check }),
@@ -164,11 +171,19 @@ describe("unary gRPC calls on the fast path", () => {
     expect(status.metadata.get("x-answer-trailer")).toEqual(["t"]);
   });
 
-  test("a request over the size limit is refused with RESOURCE_EXHAUSTED", async () => {
+  test("a request over the size limit is refused with RESOURCE_EXHAUSTED, from its envelope, as Connect words it", async () => {
     const { error } = await callCheck(client(false), "x".repeat(READ_MAX_BYTES + 1)).answer;
     expect(fastCalls).toBe(1);
+    expect(implCalls).toBe(0);
     expect(error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(error?.details).toBe(`message size is larger than configured readMaxBytes ${READ_MAX_BYTES}`);
+    expect(error?.details).toBe(`message size ${READ_MAX_BYTES + 4} is larger than configured readMaxBytes ${READ_MAX_BYTES}`);
+  });
+
+  test("a message that says it is over the limit is refused before the rest of it arrives", async () => {
+    const head = Buffer.from([0, 0, 0, 0x40, 0]); // a message of 16,384 bytes, of which none follows
+    const answer = await rawCall(head, {}, { endStream: false });
+    expect(answer.trailers["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    expect(implCalls).toBe(0);
   });
 
   test("a deadline that passes answers DEADLINE_EXCEEDED and aborts the implementation's signal", async () => {
@@ -190,12 +205,71 @@ describe("unary gRPC calls on the fast path", () => {
     expect((reason as ConnectError).code).toBe(Code.Canceled);
   });
 
-  test("the server's shutdown aborts the signals of the calls in flight", async () => {
+  test("the server's shutdown aborts the signals of the calls in flight, as UNAVAILABLE", async () => {
     const { answer } = callCheck(client(false), "slow");
     await until(() => fastCalls === 1, "the call to arrive");
     await new Promise((r) => setTimeout(r, 50));
-    shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+    shutdown.abort(); // without a reason, as the server aborts it
     expect((await answer).error?.code).toBe(grpc.status.UNAVAILABLE);
     expect(abortReasons).toHaveLength(1);
   });
+
+  test("a deadline already passed when the request has arrived: the implementation is not called", async () => {
+    const answer = await rawCall(message(""), { "grpc-timeout": "0m" });
+    expect(answer.trailers["grpc-status"]).toBe(String(grpc.status.DEADLINE_EXCEEDED));
+    expect(implCalls).toBe(0);
+  });
+
+  test("a deadline beyond what a timer can wait (30 days) does not cut the call short", async () => {
+    const { error, response } = await callCheck(client(false), "", { deadlineMs: 30 * 24 * 3600 * 1000 }).answer;
+    expect(error).toBeUndefined();
+    expect(response?.status).toBe(ServingStatus.SERVING);
+  });
+
+  test("a client that resets before its request is complete: the implementation is not called", async () => {
+    const session = http2.connect(`http://127.0.0.1:${listener.port}`);
+    const stream = session.request({ ":method": "POST", ":path": METHOD, "content-type": "application/grpc" }, { endStream: false });
+    stream.on("error", () => {});
+    stream.write(message(""));
+    await until(() => fastCalls === 1, "the call to arrive");
+    stream.destroy(); // RST_STREAM without END_STREAM (close() would end the request first)
+    await new Promise((r) => setTimeout(r, 200));
+    expect(implCalls).toBe(0);
+    session.close();
+  });
+
+  test("an error whose message cannot be written still ends the call, as INTERNAL", async () => {
+    const { error } = await callCheck(client(false), "unwritable").answer;
+    expect(fastCalls).toBe(1);
+    expect(error?.code).toBe(grpc.status.INTERNAL);
+  });
 });
+
+/** A HealthCheckRequest in its gRPC envelope. */
+function message(service: string): Buffer {
+  const bytes = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service }));
+  const out = Buffer.alloc(5 + bytes.length);
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, 5);
+  return out;
+}
+
+/** A call made with node:http2 itself, for what a gRPC library would not send. */
+async function rawCall(body: Buffer, headers: Record<string, string>, options: { endStream?: boolean } = {}) {
+  const session = http2.connect(`http://127.0.0.1:${listener.port}`);
+  try {
+    const stream = session.request({ ":method": "POST", ":path": METHOD, "content-type": "application/grpc", te: "trailers", ...headers });
+    return await new Promise<{ trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+      let trailers: http2.IncomingHttpHeaders = {};
+      stream.on("response", (h) => (trailers = { ...trailers, ...h }));
+      stream.on("trailers", (t) => resolve({ trailers: { ...trailers, ...t } }));
+      stream.on("data", () => {});
+      stream.on("close", () => resolve({ trailers }));
+      stream.on("error", reject);
+      if (options.endStream === false) stream.write(body);
+      else stream.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}

@@ -16,7 +16,8 @@ export interface EventRow {
 /**
  * The columns every event read selects, from `eventstore.events e`. The time comes as
  * milliseconds since the epoch (floored, as a Date holds it): a Date made from a number costs a
- * tenth of one parsed from timestamptz's text, about 0.4 µs an event when reading the log.
+ * tenth of one parsed from timestamptz's text, about 0.4 µs an event when reading the log, for
+ * about 0.26 µs more in PostgreSQL; the server's one thread is what limits reads.
  */
 export function eventColumns(sql: Sql) {
   return sql`e.position, e.stream, e.revision, e.id, e.type, e.content_type, e.data, e.metadata,

@@ -1,0 +1,97 @@
+import type { Http2ServerRequest, OutgoingHttpHeaders } from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { encodeGrpcMessage } from "./grpc-message-encoding";
+
+// The gRPC wire format of a unary call: one length-prefixed message each way, the status in
+// trailers. Errors and their wording are Connect's, so that a client sees the same whichever
+// path served it.
+
+const ENVELOPE = 5;
+const FLAG_COMPRESSED = 0b1;
+
+/**
+ * Reads a unary request's one message. A message that says it is larger than `readMaxBytes`
+ * is refused as soon as its envelope arrives, before its bytes are gathered.
+ */
+export function readMessage(req: Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let declared = -1;
+    const refuse = (error: ConnectError) => {
+      req.removeListener("data", onData);
+      req.removeListener("end", onEnd);
+      req.resume();
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+      if (declared < 0 && size >= ENVELOPE) {
+        const head = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+        declared = head.readUInt32BE(1);
+        if (declared > readMaxBytes) {
+          refuse(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted));
+          return;
+        }
+      }
+      if (declared >= 0 && size > ENVELOPE + declared) {
+        refuse(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
+      }
+    };
+    const onEnd = () => {
+      try {
+        resolve(unwrap(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+      } catch (e) {
+        reject(e);
+      }
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", reject);
+  });
+}
+
+function unwrap(body: Buffer): Uint8Array {
+  if (body.byteLength === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+  if (body.byteLength < ENVELOPE) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  if (body[0] & FLAG_COMPRESSED) {
+    throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  }
+  const length = body.readUInt32BE(1);
+  if (ENVELOPE + length > body.byteLength) {
+    throw new ConnectError(`protocol error: promised ${length} bytes, received ${body.byteLength - ENVELOPE}`, Code.InvalidArgument);
+  }
+  return body.subarray(ENVELOPE, ENVELOPE + length);
+}
+
+/** A message in its envelope, ready to write. */
+export function envelope(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(ENVELOPE + message.byteLength);
+  out[0] = 0;
+  out.writeUInt32BE(message.byteLength, 1);
+  out.set(message, ENVELOPE);
+  return out;
+}
+
+export const OK_TRAILERS: OutgoingHttpHeaders = { "grpc-status": "0" };
+
+/** The trailers that carry an error: status, message (as the spec encodes it) and details. */
+export function errorTrailers(e: unknown): OutgoingHttpHeaders {
+  const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+  try {
+    const trailers = headerObject(setTrailerStatus(new Headers(), error));
+    trailers["grpc-message"] = encodeGrpcMessage(error.rawMessage);
+    return trailers;
+  } catch {
+    // An error whose message or metadata cannot be written (a lone surrogate, say) still ends the call.
+    return { "grpc-status": String(Code.Internal), "grpc-message": "internal error" };
+  }
+}
+
+export function headerObject(headers: Headers): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  headers.forEach((value, key) => (out[key] = value));
+  return out;
+}

@@ -34,6 +34,9 @@ const LATENCY: Figure[] = [
 
 const pct = (v: number) => v.toFixed(0);
 
+const kb = (v: number) => v.toFixed(1);
+const count = (v: number) => v.toLocaleString("en-US");
+
 /** Where the CPU went on each side, in percent of one core (the machine has two). */
 const CPU: Figure[] = [
   ["ours: server %", "ours_server_cpu_pct", pct],
@@ -43,6 +46,8 @@ const CPU: Figure[] = [
   ["store: PostgreSQL %", "store_postgres_cpu_pct", pct],
   ["raw: clients %", "raw_client_cpu_pct", pct],
   ["raw: PostgreSQL %", "raw_postgres_cpu_pct", pct],
+  ["raw+NOTIFY: clients %", "raw_notify_client_cpu_pct", pct],
+  ["raw+NOTIFY: PostgreSQL %", "raw_notify_postgres_cpu_pct", pct],
 ];
 
 /** The call-cost case: one row per kind of call. */
@@ -53,8 +58,6 @@ const CALL_KINDS: [title: string, key: string][] = [
   ["store append, 1 event (in process)", "store_append"],
   ["raw single-row insert", "raw_insert"],
 ];
-const kb = (v: number) => v.toFixed(1);
-const count = (v: number) => v.toLocaleString("en-US");
 
 /** The subscription cases, each with figures of its own. */
 const SUBSCRIPTIONS: Record<string, Figure[]> = {

@@ -54,7 +54,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * Connect's general machinery, with the same service implementations. Connect serves a
  * `Health/Check` from 32 grpc-js clients at about 2,800 calls/s here, spending most of a core on
  * per-call async iterables, abort signals and header objects, where node:http2 alone answers
- * 8,000: for single-event appends that per-call cost was the bottleneck, not the database.
+ * 8,000: for single-event appends that per-call cost was the server's largest, above the
+ * database's.
  * Everything else (streaming methods, gRPC-Web, Connect JSON, HTTP/1.1, compressed requests,
  * `application/grpc+json`) still goes to Connect. Errors are written as Connect writes them
  * (status, message, details), with the message encoded as the gRPC spec says.
@@ -78,7 +79,8 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
         get handlers() {
           return router.handlers;
         },
-        // Methods with interceptors stay with Connect, which runs them.
+        // Methods with interceptors stay with Connect, which runs them. (Interceptors or context
+        // values given to connectNodeAdapter itself are not seen here: the server gives none.)
         service(service, implementation, handlerOptions) {
           router.service(service, implementation, handlerOptions);
           if (handlerOptions?.interceptors?.length) return wrapped;

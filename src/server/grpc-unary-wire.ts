@@ -36,7 +36,9 @@ export function readMessage(req: Http2ServerRequest, readMaxBytes: number): Prom
           return;
         }
       }
-      if (declared >= 0 && size > ENVELOPE + declared) {
+      // A second envelope's header: a second message, which a unary call may not send. Fewer
+      // bytes than a header are left for unwrap() to call an incomplete envelope.
+      if (declared >= 0 && size - (ENVELOPE + declared) >= ENVELOPE) {
         refuse(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
       }
     };
@@ -47,9 +49,10 @@ export function readMessage(req: Http2ServerRequest, readMaxBytes: number): Prom
         reject(e);
       }
     };
+    // No "error" listener: the compatibility layer does not forward stream errors to the
+    // request; a reset stream ends its body instead, which the caller checks for.
     req.on("data", onData);
     req.once("end", onEnd);
-    req.once("error", reject);
   });
 }
 
@@ -59,11 +62,14 @@ function unwrap(body: Buffer): Uint8Array {
   if (body[0] & FLAG_COMPRESSED) {
     throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
   }
-  const length = body.readUInt32BE(1);
-  if (ENVELOPE + length > body.byteLength) {
-    throw new ConnectError(`protocol error: promised ${length} bytes, received ${body.byteLength - ENVELOPE}`, Code.InvalidArgument);
+  const end = ENVELOPE + body.readUInt32BE(1);
+  if (end > body.byteLength) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  if (end < body.byteLength) {
+    throw body.byteLength - end < ENVELOPE
+      ? new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument)
+      : new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
   }
-  return body.subarray(ENVELOPE, ENVELOPE + length);
+  return body.subarray(ENVELOPE, end);
 }
 
 /** A message in its envelope, ready to write. */

@@ -1,10 +1,10 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AppendRequestSchema, file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
-import { decodeAppendRequest } from "../api/append-request-decoder";
 import { file_eventstore_v1_projections } from "../../gen/eventstore/v1/projections_pb";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
+import { decodeAppendRequest } from "../api/append-request-decoder";
 import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
 import { registerEventStoreService } from "../api/event-store-service";
 import { registerProjectionService } from "../api/projection-service";

@@ -6,7 +6,8 @@ import { createContextValues, type ContextValues, type HandlerContext } from "@c
  * The HandlerContext of one unary call on the fast path, made lazily: its signal, headers and
  * values cost nothing until an implementation asks for them. Connect's own context links three
  * abort signals per call (deadline, request, shutdown), each an event listener added and
- * removed, and builds three Headers objects, whether used or not.
+ * removed, and builds three Headers objects, whether used or not. A class rather than a
+ * createX function because its laziness is getters over private fields.
  */
 export class UnaryCallContext implements HandlerContext {
   readonly requestMethod = "POST";

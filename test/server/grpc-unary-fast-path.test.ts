@@ -12,7 +12,6 @@ import {
   type HealthCheckRequest,
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb";
-import { silentLogger } from "../../src/domain";
 import { withSpecGrpcMessage } from "../../src/server/grpc-message-encoding";
 import { createGrpcUnaryFastPath } from "../../src/server/grpc-unary-fast-path";
 import { listen, type Listener } from "../../src/server/listen";
@@ -28,6 +27,8 @@ let listener: Listener;
 let shutdown: AbortController;
 let fastCalls = 0;
 let implCalls = 0;
+const logged: string[] = [];
+const recordingLogger = { info() {}, warn() {}, error: (message: string) => void logged.push(message) };
 const abortReasons: unknown[] = [];
 
 async function check(req: HealthCheckRequest, ctx: HandlerContext) {
@@ -45,6 +46,10 @@ async function check(req: HealthCheckRequest, ctx: HandlerContext) {
       ctx.responseHeader.set("x-answer-header", "h");
       ctx.responseTrailer.set("x-answer-trailer", "t");
       return { status: ctx.requestHeader.get("x-asked") === "yes" ? ServingStatus.SERVING : ServingStatus.NOT_SERVING };
+    case "patient":
+      // Waits, heedless of its signal, then says whether the signal was aborted meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return { status: ctx.signal.aborted ? ServingStatus.NOT_SERVING : ServingStatus.SERVING };
     case "slow":
       await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
       abortReasons.push(ctx.signal.reason);
@@ -58,8 +63,9 @@ beforeEach(async () => {
   shutdown = new AbortController();
   fastCalls = 0;
   implCalls = 0;
+  logged.length = 0;
   abortReasons.length = 0;
-  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: silentLogger });
+  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: recordingLogger });
   const connect = withSpecGrpcMessage(
     connectNodeAdapter({
       routes: (router) => unary.wrap(router).service(Health, { check }),
@@ -182,17 +188,48 @@ describe("unary gRPC calls on the fast path", () => {
   test("a message that says it is over the limit is refused before the rest of it arrives", async () => {
     const head = Buffer.from([0, 0, 0, 0x40, 0]); // a message of 16,384 bytes, of which none follows
     const answer = await rawCall(head, {}, { endStream: false });
+    expect(fastCalls).toBe(1);
     expect(answer.trailers["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
     expect(implCalls).toBe(0);
   });
 
-  test("a deadline that passes answers DEADLINE_EXCEEDED and aborts the implementation's signal", async () => {
-    const { error } = await callCheck(client(false), "slow", { deadlineMs: 200 }).answer;
+  test("a message of exactly the size limit is taken", async () => {
+    const answer = await rawCall(message("x".repeat(READ_MAX_BYTES - 3)), {}); // tag and a two-byte length
     expect(fastCalls).toBe(1);
-    expect(error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    expect(implCalls).toBe(1);
+  });
+
+  test("a request whose envelope arrives in pieces is read whole", async () => {
+    const body = message("");
+    const answer = await rawCall(body, {}, { pieces: [1, 2, 3, body.length] });
+    expect(fastCalls).toBe(1);
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    expect(implCalls).toBe(1);
+  });
+
+  test("bytes after the message: a whole second envelope is a second message, fewer are an incomplete envelope", async () => {
+    const one = message("");
+    const second = await rawCall(Buffer.concat([one, one]), {});
+    expect(second.trailers["grpc-status"]).toBe(String(grpc.status.UNIMPLEMENTED));
+    const partial = await rawCall(Buffer.concat([one, Buffer.from([0, 0])]), {});
+    expect(partial.trailers["grpc-status"]).toBe(String(grpc.status.INVALID_ARGUMENT));
+    expect(decodeURIComponent(String(partial.trailers["grpc-message"]))).toBe("protocol error: incomplete envelope");
+    expect(fastCalls).toBe(2);
+    expect(implCalls).toBe(0);
+  });
+
+  test("a deadline that passes aborts the implementation's signal; the answer is the implementation's", async () => {
+    // Without a client-side deadline: what comes back is the server's doing.
+    const refused = await rawCall(message("slow"), { "grpc-timeout": "200m" });
+    expect(refused.trailers["grpc-status"]).toBe(String(grpc.status.DEADLINE_EXCEEDED));
     const reason = await until(() => abortReasons[0], "the implementation to see the deadline");
-    expect(reason).toBeInstanceOf(ConnectError);
     expect((reason as ConnectError).code).toBe(Code.DeadlineExceeded);
+
+    const answered = await rawCall(message("patient"), { "grpc-timeout": "50m" });
+    expect(answered.trailers["grpc-status"]).toBe("0");
+    expect(fromBinary(HealthCheckResponseSchema, answered.body.subarray(5)).status).toBe(ServingStatus.NOT_SERVING);
+    expect(fastCalls).toBe(2);
   });
 
   test("a client that cancels aborts the implementation's signal", async () => {
@@ -220,8 +257,9 @@ describe("unary gRPC calls on the fast path", () => {
     expect(implCalls).toBe(0);
   });
 
-  test("a deadline beyond what a timer can wait (30 days) does not cut the call short", async () => {
-    const { error, response } = await callCheck(client(false), "", { deadlineMs: 30 * 24 * 3600 * 1000 }).answer;
+  test("a deadline beyond what a timer can wait (30 days) neither aborts nor cuts the call short", async () => {
+    const { error, response } = await callCheck(client(false), "patient", { deadlineMs: 30 * 24 * 3600 * 1000 }).answer;
+    expect(fastCalls).toBe(1);
     expect(error).toBeUndefined();
     expect(response?.status).toBe(ServingStatus.SERVING);
   });
@@ -242,6 +280,33 @@ describe("unary gRPC calls on the fast path", () => {
     const { error } = await callCheck(client(false), "unwritable").answer;
     expect(fastCalls).toBe(1);
     expect(error?.code).toBe(grpc.status.INTERNAL);
+    expect(error?.details).toBe("internal error");
+    expect(logged).toEqual([]); // answered with trailers, not reset after a failure
+  });
+  test("methods registered with interceptors stay with Connect, which runs them", async () => {
+    let intercepted = 0;
+    const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: recordingLogger });
+    const connect = connectNodeAdapter({
+      routes: (router) =>
+        unary.wrap(router).service(Health, { check }, {
+          interceptors: [(next) => (req) => {
+            intercepted++;
+            return next(req);
+          }],
+        }),
+    }) as Parameters<typeof withSpecGrpcMessage>[0];
+    let served = 0;
+    const other = await listen((req, res) => (unary.serve(req, res) ? served++ : connect(req, res)), { host: "127.0.0.1", port: 0 });
+    try {
+      const c = new grpc.Client(`127.0.0.1:${other.port}`, grpc.credentials.createInsecure());
+      const { error } = await callCheck(c, "").answer;
+      c.close();
+      expect(error).toBeUndefined();
+      expect(served).toBe(0);
+      expect(intercepted).toBe(1);
+    } finally {
+      await other.close(1000);
+    }
   });
 });
 
@@ -255,18 +320,34 @@ function message(service: string): Buffer {
 }
 
 /** A call made with node:http2 itself, for what a gRPC library would not send. */
-async function rawCall(body: Buffer, headers: Record<string, string>, options: { endStream?: boolean } = {}) {
+async function rawCall(body: Buffer, headers: Record<string, string>, options: { endStream?: boolean; pieces?: number[] } = {}) {
   const session = http2.connect(`http://127.0.0.1:${listener.port}`);
   try {
     const stream = session.request({ ":method": "POST", ":path": METHOD, "content-type": "application/grpc", te: "trailers", ...headers });
-    return await new Promise<{ trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    return await new Promise<{ trailers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
       let trailers: http2.IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      const done = () => resolve({ trailers, body: Buffer.concat(chunks) });
       stream.on("response", (h) => (trailers = { ...trailers, ...h }));
-      stream.on("trailers", (t) => resolve({ trailers: { ...trailers, ...t } }));
-      stream.on("data", () => {});
-      stream.on("close", () => resolve({ trailers }));
+      stream.on("trailers", (t) => {
+        trailers = { ...trailers, ...t };
+        done();
+      });
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("close", done);
       stream.on("error", reject);
-      if (options.endStream === false) stream.write(body);
+      if (options.pieces) {
+        // Each piece in a write of its own, a moment apart.
+        let from = 0;
+        const next = (i: number) => {
+          const to = options.pieces![i];
+          stream.write(body.subarray(from, to));
+          from = to;
+          if (i + 1 < options.pieces!.length) setTimeout(() => next(i + 1), 10);
+          else stream.end();
+        };
+        next(0);
+      } else if (options.endStream === false) stream.write(body);
       else stream.end(body);
     });
   } finally {

@@ -1,4 +1,4 @@
-import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { constants, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from "node:http2";
 import {
   create,
   fromBinary,
@@ -125,10 +125,8 @@ async function call(
 ): Promise<void> {
   const arrived = Date.now();
   let context: UnaryCallContext | undefined;
-  let closed = false;
   let answered = false;
   const onClose = () => {
-    closed = true;
     if (!answered) context?.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   };
   res.once("close", onClose);
@@ -140,7 +138,7 @@ async function call(
     const bytes = await readMessage(req, options.readMaxBytes);
     // A client that is gone, or a deadline that has passed, before the call begins: nothing runs.
     // (A reset stream ends the request's body as if it were complete, before "close".)
-    if (closed || req.aborted || res.stream.closed || res.stream.destroyed) return;
+    if (req.aborted || res.stream.closed) return;
     if (deadline !== undefined && Date.now() >= deadline) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
     const request = parse(route, bytes);
     const ctx = (context = new UnaryCallContext(route.method, req, deadline));
@@ -157,23 +155,28 @@ async function call(
     const output = (await route.impl(request, ctx)) as MessageInitShape<DescMessage>;
     const response = toBinary(route.method.output, isMessage(output, route.method.output) ? output : create(route.method.output, output));
     answered = true;
-    if (res.stream.closed) return;
-    const { header, trailer } = ctx.responseMetadata;
-    res.writeHead(200, header ? { ...headerObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
-    res.addTrailers(trailer ? { ...headerObject(trailer), ...OK_TRAILERS } : OK_TRAILERS);
-    res.end(envelope(response));
+    respond(res, ctx, OK_TRAILERS, envelope(response));
   } catch (e) {
     answered = true;
-    if (res.stream.closed) return;
-    const { header, trailer } = context?.responseMetadata ?? {};
-    res.writeHead(200, header ? { ...headerObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
-    res.addTrailers({ ...(trailer ? headerObject(trailer) : {}), ...errorTrailers(e) });
-    res.end();
+    respond(res, context, errorTrailers(e));
   } finally {
     if (timer) clearTimeout(timer);
     if (context) inFlight.delete(context);
     res.off("close", onClose);
   }
+}
+
+/**
+ * Writes the answer, unless the stream is gone: the protocol's headers and trailers over any the
+ * implementation set, and the message, if there is one.
+ */
+function respond(res: Http2ServerResponse, context: UnaryCallContext | undefined, trailers: OutgoingHttpHeaders, message?: Buffer): void {
+  if (res.stream.closed) return;
+  const { header, trailer } = context?.responseMetadata ?? {};
+  res.writeHead(200, header ? { ...headerObject(header), ...RESPONSE_HEADERS } : RESPONSE_HEADERS);
+  res.addTrailers(trailer ? { ...headerObject(trailer), ...trailers } : trailers);
+  if (message) res.end(message);
+  else res.end();
 }
 
 function parse(route: UnaryRoute, bytes: Uint8Array): Message {

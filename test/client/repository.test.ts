@@ -14,15 +14,11 @@ import {
   type RepositoryOptions,
 } from "../../src/client";
 import { startClientServer } from "../support/client-server";
-import type { TestDatabase } from "../support/test-database";
-import type { TestServer } from "../support/test-server";
 
-let db: TestDatabase;
-let server: TestServer;
 let client: EventStoreClient;
 let close: () => Promise<void>;
 
-beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
+beforeAll(async () => void ({ client, close } = await startClientServer()));
 
 afterAll(() => close?.());
 

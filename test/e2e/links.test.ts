@@ -9,16 +9,14 @@ import {
 } from "../../src/client";
 import { createGrpcJsClient, serverStream } from "../support/grpc-js-client";
 import { startClientServer } from "../support/client-server";
-import type { TestDatabase } from "../support/test-database";
 import type { TestServer } from "../support/test-server";
 import { until } from "../support/until";
 
-let db: TestDatabase;
 let server: TestServer;
 let client: EventStoreClient;
 let close: () => Promise<void>;
 
-beforeAll(async () => void ({ db, server, client, close } = await startClientServer()));
+beforeAll(async () => void ({ server, client, close } = await startClientServer()));
 
 afterAll(() => close?.());
 

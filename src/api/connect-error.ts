@@ -18,6 +18,8 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   WRONG_EXPECTED_STATUS: Code.Aborted,
   LEASE_HELD: Code.FailedPrecondition,
   UNAVAILABLE: Code.Unavailable,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  PERMISSION_DENIED: Code.PermissionDenied,
   INTERNAL: Code.Internal,
 };
 

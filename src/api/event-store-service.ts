@@ -8,10 +8,13 @@ import {
   validateSubscriptionName,
   type Limits,
   type Logger,
+  type Principal,
   type RecordedEvent,
+  type Target,
 } from "../domain";
 import type { EventStore } from "../store";
 import { toConnectError } from "./connect-error";
+import type { Guard } from "./guard";
 import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 import type { createSubscribeHandler } from "./subscribe-handler";
 import { fromAppendResult, fromStreamInfo } from "./domain-to-proto";
@@ -28,11 +31,13 @@ export interface EventStoreServiceOptions {
   messageBytes?: number;
   /** Serves Subscribe (see subscribe-handler.ts). */
   subscribe: ReturnType<typeof createSubscribeHandler>;
+  /** Who may do what: asked first by every method. */
+  guard: Guard;
 }
 
 /** Serves eventstore.v1.EventStoreService on the store: proto in, domain calls, proto out. */
 export function registerEventStoreService(router: ConnectRouter, options: EventStoreServiceOptions): void {
-  const { store, limits, log, shutdown } = options;
+  const { store, limits, log, shutdown, guard } = options;
   const messageBytes = options.messageBytes ?? DEFAULT_MESSAGE_BYTES;
 
   async function unary<T>(work: () => Promise<T>): Promise<T> {
@@ -63,22 +68,29 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
     if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
   }
 
-  /** The pages, with each link event replaced by the event it points to if `resolve` is set. */
-  async function* withLinks(pages: AsyncIterable<RecordedEvent[]>, resolve: boolean): AsyncGenerator<RecordedEvent[]> {
-    for await (const page of pages) yield resolve ? await store.resolveLinks(page) : page;
+  /**
+   * The pages, with each link event replaced by the event it points to if `resolve` is set and
+   * the caller may read that event's stream.
+   */
+  async function* withLinks(pages: AsyncIterable<RecordedEvent[]>, resolve: boolean, principal: Principal): AsyncGenerator<RecordedEvent[]> {
+    for await (const page of pages) yield resolve ? guard.readable(principal, page, await store.resolveLinks(page)) : page;
   }
 
   router.service(EventStoreService, {
-    append: (req) =>
+    append: (req, ctx) =>
       unary(async () => {
+        await guard.authorize(ctx, "write", { kind: "stream", name: validateStreamName(req.stream) });
         const append = toStreamAppend(req);
         validateAppends([append], limits, false);
         const [result] = await store.append([append]);
         return fromAppendResult(result);
       }),
 
-    multiStreamAppend: (req) =>
+    multiStreamAppend: (req, ctx) =>
       unary(async () => {
+        for (const [i, a] of req.appends.entries()) {
+          await guard.authorize(ctx, "write", { kind: "stream", name: validateStreamName(a.stream, `appends[${i}].stream`) });
+        }
         const appends = req.appends.map((a, i) => toStreamAppend(a, `appends[${i}].`));
         validateAppends(appends, limits, true);
         const results = await store.append(appends);
@@ -89,10 +101,10 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       let asJson = false;
       let pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>;
       try {
-        validateStreamName(req.stream);
+        const principal = await guard.authorize(ctx, "read", { kind: "stream", name: validateStreamName(req.stream) });
         asJson = toJsonEncoding(req.dataEncoding);
         const opts = { direction: toDirection(req.direction), fromRevision: req.fromRevision, limit: toLimit(req.limit) };
-        pages = (signal) => withLinks(store.readStream(req.stream, opts, signal), req.resolveLinks);
+        pages = (signal) => withLinks(store.readStream(req.stream, opts, signal), req.resolveLinks, principal);
       } catch (e) {
         throw toConnectError(e, log);
       }
@@ -103,22 +115,25 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       let asJson = false;
       let pages: (signal: AbortSignal) => AsyncIterable<RecordedEvent[]>;
       try {
+        const filter = toFilter(req.filter);
+        const principal = await guard.authorize(ctx, "read", { kind: "log", category: filter.category, prefix: filter.streamPrefix });
         asJson = toJsonEncoding(req.dataEncoding);
         const opts = {
           direction: toDirection(req.direction),
           fromPosition: req.fromPosition,
           limit: toLimit(req.limit),
-          filter: toFilter(req.filter),
+          filter,
         };
-        pages = (signal) => withLinks(store.readAll(opts, signal), req.resolveLinks);
+        pages = (signal) => withLinks(store.readAll(opts, signal), req.resolveLinks, principal);
       } catch (e) {
         throw toConnectError(e, log);
       }
       yield* stream(ctx, ReadAllResponseSchema, pages, asJson);
     },
 
-    listStreams: (req) =>
+    listStreams: (req, ctx) =>
       unary(async () => {
+        await guard.authorize(ctx, "read", { kind: "log", prefix: req.prefix === "" ? undefined : req.prefix });
         const pageSize = toPageSize(req.pageSize);
         const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
         const page = await store.listStreams({ prefix: req.prefix, pageSize, after, includeDeleted: req.includeDeleted });
@@ -128,30 +143,45 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         };
       }),
 
-    getStream: (req) => unary(async () => ({ stream: fromStreamInfo(await store.getStream(req.stream)) })),
+    getStream: (req, ctx) =>
+      unary(async () => {
+        await guard.authorize(ctx, "read", { kind: "stream", name: validateStreamName(req.stream) });
+        return { stream: fromStreamInfo(await store.getStream(req.stream)) };
+      }),
 
-    deleteStream: (req) =>
-      unary(async () => ({
-        stream: fromStreamInfo(await store.deleteStream(req.stream, toExpectedRevision(req.expected), "soft")),
-      })),
+    deleteStream: (req, ctx) =>
+      unary(async () => {
+        const target: Target = { kind: "stream", name: validateStreamName(req.stream) };
+        const principal = await guard.authorize(ctx, "delete", target);
+        const info = await guard.audited("delete_stream", principal, target, () =>
+          store.deleteStream(req.stream, toExpectedRevision(req.expected), "soft"),
+        );
+        return { stream: fromStreamInfo(info) };
+      }),
 
-    tombstoneStream: (req) =>
-      unary(async () => ({
-        stream: fromStreamInfo(await store.deleteStream(req.stream, toExpectedRevision(req.expected), "tombstone")),
-      })),
+    tombstoneStream: (req, ctx) =>
+      unary(async () => {
+        const target: Target = { kind: "stream", name: validateStreamName(req.stream) };
+        const principal = await guard.authorize(ctx, "delete", target);
+        const info = await guard.audited("tombstone_stream", principal, target, () =>
+          store.deleteStream(req.stream, toExpectedRevision(req.expected), "tombstone"),
+        );
+        return { stream: fromStreamInfo(info) };
+      }),
 
     subscribe: options.subscribe,
 
-    commitCheckpoint: (req) =>
+    commitCheckpoint: (req, ctx) =>
       unary(async () => {
-        validateSubscriptionName(req.subscriptionName);
-        await store.commitCheckpoint(req.subscriptionName, req.position);
+        const target: Target = { kind: "subscription", name: validateSubscriptionName(req.subscriptionName) };
+        const principal = await guard.authorize(ctx, "checkpoint", target);
+        await guard.audited("commit_checkpoint", principal, target, () => store.commitCheckpoint(req.subscriptionName, req.position));
         return {};
       }),
 
-    getCheckpoint: (req) =>
+    getCheckpoint: (req, ctx) =>
       unary(async () => {
-        validateSubscriptionName(req.subscriptionName);
+        await guard.authorize(ctx, "checkpoint", { kind: "subscription", name: validateSubscriptionName(req.subscriptionName) });
         const checkpoint = await store.getCheckpoint(req.subscriptionName);
         return checkpoint ? { position: checkpoint.position, committedAt: timestampFromDate(checkpoint.committedAt) } : {};
       }),

@@ -1,23 +1,34 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import {
   ProjectionService,
   ProjectionStatus as ProtoStatus,
   type ProjectionSchema,
 } from "../../gen/eventstore/v1/projections_pb";
-import { invalidArgument, JSON_CONTENT_TYPE, type Logger, type ProjectionRecord, type ProjectionStatus } from "../domain";
+import {
+  invalidArgument,
+  JSON_CONTENT_TYPE,
+  type Logger,
+  type Permission,
+  type Principal,
+  type ProjectionRecord,
+  type ProjectionStatus,
+} from "../domain";
 import type { ProjectionStore } from "../store";
 import { toConnectError } from "./connect-error";
+import type { Guard } from "./guard";
 import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 
 export interface ProjectionServiceOptions {
   projections: ProjectionStore;
   log: Logger;
+  /** Who may do what: asked first by every method. */
+  guard: Guard;
 }
 
 /** Serves eventstore.v1.ProjectionService on the store's projection records. */
-export function registerProjectionService(router: ConnectRouter, { projections, log }: ProjectionServiceOptions): void {
+export function registerProjectionService(router: ConnectRouter, { projections, log, guard }: ProjectionServiceOptions): void {
   async function unary<T>(work: () => Promise<T>): Promise<T> {
     try {
       return await work();
@@ -26,22 +37,36 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
     }
   }
   const answer = async (record: Promise<ProjectionRecord>) => ({ projection: fromProjection(await record) });
+  const allowed = (ctx: HandlerContext, permission: Permission, name: string) =>
+    guard.authorize(ctx, permission, { kind: "projection", name });
+
+  /** A projection control, recorded in the audit log with its outcome. */
+  const control = <T>(action: string, principal: Principal, name: string, work: () => Promise<T>, fields?: Record<string, unknown>) =>
+    guard.audited(action, principal, { kind: "projection", name }, work, fields);
 
   router.service(ProjectionService, {
-    createProjection: (req) =>
-      unary(() =>
-        answer(
-          projections.create({
-            name: req.name,
-            initialState: req.initialState,
-            stateContentType: req.stateContentType || JSON_CONTENT_TYPE,
-            status: req.status === ProtoStatus.UNSPECIFIED ? "idle" : toStatus(req.status),
-          }),
-        ),
-      ),
-    getProjection: (req) => unary(() => answer(projections.get(req.name))),
-    listProjections: (req) =>
+    createProjection: (req, ctx) =>
       unary(async () => {
+        const principal = await allowed(ctx, "projection.admin", req.name);
+        return answer(
+          control("create_projection", principal, req.name, () =>
+            projections.create({
+              name: req.name,
+              initialState: req.initialState,
+              stateContentType: req.stateContentType || JSON_CONTENT_TYPE,
+              status: req.status === ProtoStatus.UNSPECIFIED ? "idle" : toStatus(req.status),
+            }),
+          ),
+        );
+      }),
+    getProjection: (req, ctx) =>
+      unary(async () => {
+        await allowed(ctx, "projection.read", req.name);
+        return answer(projections.get(req.name));
+      }),
+    listProjections: (req, ctx) =>
+      unary(async () => {
+        await allowed(ctx, "projection.read", `${req.prefix}*`);
         const pageSize = toPageSize(req.pageSize);
         const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
         const page = await projections.list({ prefix: req.prefix, pageSize, after });
@@ -50,31 +75,54 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
           nextPageToken: page.last === undefined ? "" : encodePageToken(page.last, req.prefix),
         };
       }),
-    deleteProjection: (req) => unary(async () => (await projections.delete(req.name, req.expectedVersion), {})),
-    resetProjection: (req) => unary(() => answer(projections.reset(req.name, req.expectedVersion))),
-    updateProjectionStatus: (req) =>
-      unary(() =>
-        answer(
-          projections.updateStatus(req.name, toStatus(req.status), {
-            version: req.expectedVersion,
-            status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
-            holder: req.leaseHolder === "" ? undefined : req.leaseHolder,
-          }),
-        ),
-      ),
-    persistProjection: (req) =>
-      unary(() =>
-        answer(
+    deleteProjection: (req, ctx) =>
+      unary(async () => {
+        const principal = await allowed(ctx, "projection.admin", req.name);
+        await control("delete_projection", principal, req.name, () => projections.delete(req.name, req.expectedVersion));
+        return {};
+      }),
+    resetProjection: (req, ctx) =>
+      unary(async () => {
+        const principal = await allowed(ctx, "projection.admin", req.name);
+        return answer(control("reset_projection", principal, req.name, () => projections.reset(req.name, req.expectedVersion)));
+      }),
+    updateProjectionStatus: (req, ctx) =>
+      unary(async () => {
+        const principal = await allowed(ctx, "projection.run", req.name);
+        const status = toStatus(req.status);
+        return answer(
+          control("update_projection_status", principal, req.name, () =>
+            projections.updateStatus(req.name, status, {
+              version: req.expectedVersion,
+              status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
+              holder: req.leaseHolder === "" ? undefined : req.leaseHolder,
+            }),
+          { status }),
+        );
+      }),
+    persistProjection: (req, ctx) =>
+      unary(async () => {
+        await allowed(ctx, "projection.run", req.name);
+        return answer(
           projections.persist(
             req.name,
             { state: req.state, position: req.position, streamRevisions: new Map(Object.entries(req.streamRevisions)) },
             req.expectedVersion,
             req.leaseHolder === "" ? undefined : req.leaseHolder,
           ),
-        ),
-      ),
-    acquireProjectionLease: (req) => unary(() => answer(projections.acquireLease(req.name, req.holder, req.ttlMs))),
-    releaseProjectionLease: (req) => unary(async () => (await projections.releaseLease(req.name, req.holder), {})),
+        );
+      }),
+    acquireProjectionLease: (req, ctx) =>
+      unary(async () => {
+        const principal = await allowed(ctx, "projection.run", req.name);
+        return answer(control("acquire_projection_lease", principal, req.name, () => projections.acquireLease(req.name, req.holder, req.ttlMs), { holder: req.holder }));
+      }),
+    releaseProjectionLease: (req, ctx) =>
+      unary(async () => {
+        const principal = await allowed(ctx, "projection.run", req.name);
+        await control("release_projection_lease", principal, req.name, () => projections.releaseLease(req.name, req.holder), { holder: req.holder });
+        return {};
+      }),
   });
 }
 

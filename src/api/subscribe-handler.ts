@@ -16,10 +16,12 @@ import {
   validateSubscriptionName,
   type Limits,
   type Logger,
+  type Principal,
   type RecordedEvent,
 } from "../domain";
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
 import { toConnectError } from "./connect-error";
+import type { Guard } from "./guard";
 import { encodeRecordedEvent } from "./recorded-event-encoder";
 import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire, type EncodeEvent } from "./event-messages";
 import { toFilter, toJsonEncoding } from "./proto-to-domain";
@@ -30,6 +32,8 @@ export interface SubscribeOptions {
   log: Logger;
   shutdown: AbortSignal;
   defaultHeartbeatMs: number;
+  /** Who may subscribe to what: asked before the confirmation. */
+  guard: Guard;
   /** Most bytes of encoded events in one response message (a message holds at least one event). */
   messageBytes?: number;
 }
@@ -39,7 +43,7 @@ const MAX_HEARTBEAT_MS = 3_600_000;
 
 /** Serves EventStoreService.Subscribe: request checks, then the subscription's messages as proto. */
 export function createSubscribeHandler(options: SubscribeOptions) {
-  const { log, shutdown } = options;
+  const { log, shutdown, guard } = options;
   // Every live subscriber gets the same event objects from the feed: encode each once, for all.
   const encoded = [new WeakMap<RecordedEvent, Uint8Array>(), new WeakMap<RecordedEvent, Uint8Array>()];
   const encodeShared: EncodeEvent = (e, payloadAsJson) => {
@@ -67,8 +71,14 @@ export function createSubscribeHandler(options: SubscribeOptions) {
   return async function* (req: SubscribeRequest, ctx: HandlerContext): AsyncGenerator<SubscribeResponse> {
     let request: SubscriptionRequest;
     let asJson: boolean;
+    let principal: Principal;
     try {
       request = toSubscriptionRequest(req, options.defaultHeartbeatMs);
+      const { stream, filter } = request.selection;
+      principal = await guard.authorize(ctx, "subscribe", stream !== undefined
+        ? { kind: "stream", name: stream }
+        : { kind: "log", category: filter.category, prefix: filter.streamPrefix });
+      if (request.name !== undefined) await guard.authorize(ctx, "checkpoint", { kind: "subscription", name: request.name });
       // Before the confirmation: a subscription that is confirmed is one that can run.
       validateFilter(request.selection.filter, options.limits);
       asJson = toJsonEncoding(req.dataEncoding);
@@ -84,7 +94,9 @@ export function createSubscribeHandler(options: SubscribeOptions) {
           continue;
         }
         const encode = m.live ? encodeShared : encodeRecordedEvent;
-        const events = !req.resolveLinks ? m.events : m.live ? await resolveShared(m.events) : await options.settings.store.resolveLinks(m.events);
+        const events = !req.resolveLinks
+          ? m.events
+          : guard.readable(principal, m.events, m.live ? await resolveShared(m.events) : await options.settings.store.resolveLinks(m.events));
         for (const batch of eventMessages(EventBatchSchema, events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
           yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
         }

@@ -16,6 +16,8 @@ export type EventStoreErrorKind =
   | "WRONG_EXPECTED_STATUS"
   | "LEASE_HELD"
   | "UNAVAILABLE"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
   | "INTERNAL";
 
 export class EventStoreError extends Error {
@@ -38,6 +40,20 @@ export function invalidArgument(field: string, message: string, facts: Record<st
 
 export function limitExceeded(field: string, limit: string, value: string, message: string) {
   return new EventStoreError("LIMIT_EXCEEDED", `${field}: ${message}`, { field, limit, value });
+}
+
+/** The call carries no credentials, or credentials that do not hold. */
+export function unauthenticated(message: string) {
+  return new EventStoreError("UNAUTHENTICATED", message);
+}
+
+/** Names the permission missing and the caller's own target; never anything of another's. */
+export function permissionDenied(principal: string, permission: string, target: string) {
+  return new EventStoreError("PERMISSION_DENIED", `${principal} lacks permission ${permission} on ${target}`, {
+    principal,
+    permission,
+    target,
+  });
 }
 
 export function isEventStoreError(e: unknown): e is EventStoreError {

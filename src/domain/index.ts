@@ -11,3 +11,4 @@ export * from "./event-matcher";
 export * from "./consumer-group";
 export * from "./projection";
 export * from "./link";
+export * from "./authorization";

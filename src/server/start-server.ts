@@ -10,6 +10,7 @@ import { registerEventStoreService } from "../api/event-store-service";
 import { registerProjectionService } from "../api/projection-service";
 import { registerReflectionService } from "../api/reflection-service";
 import { createSubscribeHandler } from "../api/subscribe-handler";
+import { createGuard } from "../api/guard";
 import { createLiveFeed } from "../subscriptions";
 import { isEventStoreError, type Logger } from "../domain";
 import { openStore, type EventStore } from "../store";
@@ -34,6 +35,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const store = await openStoreWhenReady(config, log, cancel);
   const shutdown = new AbortController();
   const health = createHealthState();
+  const guard = createGuard({ audit: (action, fields) => log.info("audit", { action, ...fields }) });
   const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000 });
   await feed.start();
   const subscribe = createSubscribeHandler({
@@ -48,6 +50,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     log,
     shutdown: shutdown.signal,
     defaultHeartbeatMs: config.subscriptions.heartbeatMs,
+    guard,
   });
   // Refuse oversized requests before buffering them: the append limit, plus room for base64
   // in Connect JSON and for the envelope.
@@ -61,8 +64,8 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const connect = connectNodeAdapter({
     routes(connectRouter) {
       const router = unary.wrap(connectRouter);
-      registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe });
-      registerProjectionService(router, { projections: store.projections, log });
+      registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe, guard });
+      registerProjectionService(router, { projections: store.projections, log, guard });
       registerHealthService(router, health, shutdown.signal);
       registerReflectionService(router, [
         file_eventstore_v1_eventstore,

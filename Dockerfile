@@ -5,7 +5,13 @@
 # PostgreSQL, the production mode. Every setting is an environment variable: see --help.
 #
 #   docker build -t eventstore .
-#   docker run -p 50051:50051 -v eventstore-data:/data eventstore
+#   docker run -p 50051:50051 -v eventstore-data:/data \
+#     -v ./auth.yaml:/etc/eventstore/auth.yaml:ro -e AUTH_FILE=/etc/eventstore/auth.yaml eventstore
+#
+# A container must listen beyond its loopback to be reached, so the image sets HOST=0.0.0.0, and
+# it chooses safety: it does not start until it is given an auth file (AUTH_FILE, see the
+# README's Security section) or told INSECURE=true (anyone who reaches the port may do
+# anything: for a trial on your own machine only).
 #
 # npm install, not npm ci: the lockfile written here lacks other platforms' optional packages,
 # which npm ci calls out of sync (see DESIGN.md, "Pinned versions"). npm install follows the
@@ -29,6 +35,7 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 ENV PORT=50051 \
     HOST=0.0.0.0 \
+    INSECURE=false \
     DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 50051

@@ -1,6 +1,37 @@
-import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import type { AppendRequest, ExpectedState, ProposedEvent } from "../../gen/eventstore/v1/eventstore_pb";
+import type { JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
+import {
+  AppendRequestSchema,
+  MultiStreamAppendRequestSchema,
+  type AppendRequest,
+  type ExpectedState,
+  type MultiStreamAppendRequest,
+  type ProposedEvent,
+} from "../../gen/eventstore/v1/eventstore_pb";
+import type { Limits, Logger } from "../domain";
+import { scanAppendRequest, scanMultiStreamAppendRequest } from "./append-wire-scan";
+import { toConnectError } from "./connect-error";
 import { NOT_HANDLED, ProtobufReader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "./protobuf-reader";
+
+/**
+ * The decoders of both append requests for a binary path, by type name: each checks the wire
+ * bytes against the limits first (a limit passed throws its ConnectError, RESOURCE_EXHAUSTED),
+ * so that what is then decoded, here or by protobuf-es, is bounded by the limits.
+ */
+export function createAppendDecoders(limits: Limits, log: Logger): Record<string, (bytes: Uint8Array) => Message | undefined> {
+  const checked = (scan: (bytes: Uint8Array, limits: Limits) => void, decode: (bytes: Uint8Array) => Message | undefined) =>
+    (bytes: Uint8Array) => {
+      try {
+        scan(bytes, limits);
+      } catch (e) {
+        throw toConnectError(e, log);
+      }
+      return decode(bytes);
+    };
+  return {
+    [AppendRequestSchema.typeName]: checked(scanAppendRequest, decodeAppendRequest),
+    [MultiStreamAppendRequestSchema.typeName]: checked(scanMultiStreamAppendRequest, decodeMultiStreamAppendRequest),
+  };
+}
 
 /**
  * Decodes an AppendRequest straight from the wire, as protobuf-es's reflective `fromBinary`
@@ -25,6 +56,24 @@ export function decodeAppendRequest(bytes: Uint8Array): AppendRequest | undefine
   }
 }
 
+/** The same for a MultiStreamAppendRequest: `repeated AppendRequest appends = 1`. */
+export function decodeMultiStreamAppendRequest(bytes: Uint8Array): MultiStreamAppendRequest | undefined {
+  const r = new ProtobufReader(bytes);
+  try {
+    const request: MultiStreamAppendRequest = { $typeName: "eventstore.v1.MultiStreamAppendRequest", appends: [] };
+    while (r.pos < bytes.byteLength) {
+      const [field, wire] = r.tag();
+      if (field !== 1 || wire !== WIRE_LEN) throw NOT_HANDLED;
+      const end = r.end();
+      request.appends.push(readAppendRequest(r, end));
+      r.at(end);
+    }
+    return request;
+  } catch (e) {
+    if (e === NOT_HANDLED) return undefined;
+    throw e;
+  }
+}
 
 function readAppendRequest(r: ProtobufReader, end: number): AppendRequest {
   const request: AppendRequest = {

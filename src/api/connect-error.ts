@@ -12,6 +12,7 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   STREAM_TOMBSTONED: Code.FailedPrecondition,
   DUPLICATE_EVENT_ID: Code.AlreadyExists,
   LIMIT_EXCEEDED: Code.ResourceExhausted,
+  STATEMENT_TIMEOUT: Code.ResourceExhausted,
   PROJECTION_NOT_FOUND: Code.NotFound,
   PROJECTION_EXISTS: Code.AlreadyExists,
   WRONG_EXPECTED_VERSION: Code.Aborted,
@@ -30,6 +31,8 @@ const CODES: Record<EventStoreErrorKind, Code> = {
  */
 export function toConnectError(e: unknown, log: Logger): ConnectError {
   if (e instanceof ConnectError) return e;
+  // A call's signal aborted without a reason of its own (a client that closed its connection).
+  if (e instanceof DOMException && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled);
   if (isEventStoreError(e)) {
     if (e.kind === "INTERNAL" || e.kind === "UNAVAILABLE") {
       log.warn(e.message, { kind: e.kind, cause: describe(e.cause) });

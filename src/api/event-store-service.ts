@@ -3,6 +3,7 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import type { MessageShape } from "@bufbuild/protobuf";
 import { EventStoreService, ReadAllResponseSchema, ReadStreamResponseSchema } from "../../gen/eventstore/v1/eventstore_pb";
 import {
+  requireStorableText,
   validateAppends,
   validateStreamName,
   validateSubscriptionName,
@@ -19,7 +20,7 @@ import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 import type { createSubscribeHandler } from "./subscribe-handler";
 import { fromAppendResult, fromStreamInfo } from "./domain-to-proto";
 import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire } from "./event-messages";
-import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStreamAppend } from "./proto-to-domain";
+import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStartNumber, toStoredNumber, toStreamAppend } from "./proto-to-domain";
 
 export interface EventStoreServiceOptions {
   store: EventStore;
@@ -82,7 +83,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         await guard.authorize(ctx, "write", { kind: "stream", name: validateStreamName(req.stream) });
         const append = toStreamAppend(req);
         validateAppends([append], limits, false);
-        const [result] = await store.append([append]);
+        const [result] = await store.append([append], ctx.signal);
         return fromAppendResult(result);
       }),
 
@@ -93,7 +94,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         }
         const appends = req.appends.map((a, i) => toStreamAppend(a, `appends[${i}].`));
         validateAppends(appends, limits, true);
-        const results = await store.append(appends);
+        const results = await store.append(appends, ctx.signal);
         return { results: results.map(fromAppendResult) };
       }),
 
@@ -103,7 +104,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       try {
         const principal = await guard.authorize(ctx, "read", { kind: "stream", name: validateStreamName(req.stream) });
         asJson = toJsonEncoding(req.dataEncoding);
-        const opts = { direction: toDirection(req.direction), fromRevision: req.fromRevision, limit: toLimit(req.limit) };
+        const opts = { direction: toDirection(req.direction), fromRevision: req.fromRevision === undefined ? undefined : toStartNumber(req.fromRevision), limit: toLimit(req.limit) };
         pages = (signal) => withLinks(store.readStream(req.stream, opts, signal), req.resolveLinks, principal);
       } catch (e) {
         throw toConnectError(e, log);
@@ -120,7 +121,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         asJson = toJsonEncoding(req.dataEncoding);
         const opts = {
           direction: toDirection(req.direction),
-          fromPosition: req.fromPosition,
+          fromPosition: req.fromPosition === undefined ? undefined : toStartNumber(req.fromPosition),
           limit: toLimit(req.limit),
           filter,
         };
@@ -133,6 +134,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
 
     listStreams: (req, ctx) =>
       unary(async () => {
+        requireStorableText(req.prefix, "prefix");
         await guard.authorize(ctx, "read", { kind: "log", prefix: req.prefix === "" ? undefined : req.prefix });
         const pageSize = toPageSize(req.pageSize);
         const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
@@ -175,7 +177,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
       unary(async () => {
         const target: Target = { kind: "subscription", name: validateSubscriptionName(req.subscriptionName) };
         const principal = await guard.authorize(ctx, "checkpoint", target);
-        await guard.audited("commit_checkpoint", principal, target, () => store.commitCheckpoint(req.subscriptionName, req.position));
+        await guard.audited("commit_checkpoint", principal, target, () => store.commitCheckpoint(req.subscriptionName, toStoredNumber(req.position, "position")));
         return {};
       }),
 

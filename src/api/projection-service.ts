@@ -9,6 +9,7 @@ import {
 import {
   invalidArgument,
   JSON_CONTENT_TYPE,
+  requireStorableText,
   type Logger,
   type Permission,
   type Principal,
@@ -19,6 +20,7 @@ import type { ProjectionStore } from "../store";
 import { toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
 import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
+import { toStoredNumber } from "./proto-to-domain";
 
 export interface ProjectionServiceOptions {
   projections: ProjectionStore;
@@ -53,7 +55,7 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
             projections.create({
               name: req.name,
               initialState: req.initialState,
-              stateContentType: req.stateContentType || JSON_CONTENT_TYPE,
+              stateContentType: requireStorableText(req.stateContentType, "state_content_type") || JSON_CONTENT_TYPE,
               status: req.status === ProtoStatus.UNSPECIFIED ? "idle" : toStatus(req.status),
             }),
           ),
@@ -66,6 +68,7 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
       }),
     listProjections: (req, ctx) =>
       unary(async () => {
+        requireStorableText(req.prefix, "prefix");
         await allowed(ctx, "projection.read", `${req.prefix}*`);
         const pageSize = toPageSize(req.pageSize);
         const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken, req.prefix);
@@ -78,13 +81,13 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
     deleteProjection: (req, ctx) =>
       unary(async () => {
         const principal = await allowed(ctx, "projection.admin", req.name);
-        await control("delete_projection", principal, req.name, () => projections.delete(req.name, req.expectedVersion));
+        await control("delete_projection", principal, req.name, () => projections.delete(req.name, optionalVersion(req.expectedVersion)));
         return {};
       }),
     resetProjection: (req, ctx) =>
       unary(async () => {
         const principal = await allowed(ctx, "projection.admin", req.name);
-        return answer(control("reset_projection", principal, req.name, () => projections.reset(req.name, req.expectedVersion)));
+        return answer(control("reset_projection", principal, req.name, () => projections.reset(req.name, optionalVersion(req.expectedVersion))));
       }),
     updateProjectionStatus: (req, ctx) =>
       unary(async () => {
@@ -93,7 +96,7 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
         return answer(
           control("update_projection_status", principal, req.name, () =>
             projections.updateStatus(req.name, status, {
-              version: req.expectedVersion,
+              version: optionalVersion(req.expectedVersion),
               status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
               holder: req.leaseHolder === "" ? undefined : req.leaseHolder,
             }),
@@ -106,8 +109,12 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
         return answer(
           projections.persist(
             req.name,
-            { state: req.state, position: req.position, streamRevisions: new Map(Object.entries(req.streamRevisions)) },
-            req.expectedVersion,
+            {
+              state: req.state,
+              position: toStoredNumber(req.position, "position"),
+              streamRevisions: new Map(Object.entries(req.streamRevisions).map(([s, r]) => [s, toStoredNumber(r, `stream_revisions[${s}]`)])),
+            },
+            toStoredNumber(req.expectedVersion, "expected_version"),
             req.leaseHolder === "" ? undefined : req.leaseHolder,
           ),
         );
@@ -124,6 +131,10 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
         return {};
       }),
   });
+}
+
+function optionalVersion(version: bigint | undefined): bigint | undefined {
+  return version === undefined ? undefined : toStoredNumber(version, "expected_version");
 }
 
 const STATUSES: Record<ProjectionStatus, ProtoStatus> = {

@@ -38,12 +38,30 @@ export function toStreamAppend(req: AppendRequest, at = ""): StreamAppend {
   };
 }
 
+/** The largest revision, position or version there can be: PostgreSQL's bigint holds no more. */
+export const MAX_STORED_NUMBER = 2n ** 63n - 1n;
+
+/**
+ * Where a read or subscription starts. A uint64 beyond every number that can be stored (Go's
+ * `math.MaxUint64`, say, meaning "the end") starts where the largest would: forwards, after
+ * every event; backwards, at the last. The same answer, so nothing the client meant changes.
+ */
+export function toStartNumber(value: bigint): bigint {
+  return value > MAX_STORED_NUMBER ? MAX_STORED_NUMBER : value;
+}
+
+/** A number that must name a revision, position or version that can exist. */
+export function toStoredNumber(value: bigint, field: string): bigint {
+  if (value > MAX_STORED_NUMBER) throw invalidArgument(field, `must be at most ${MAX_STORED_NUMBER}: no revision, position or version is larger`);
+  return value;
+}
+
 export function toExpectedRevision(expected: AppendRequest["expected"], at = ""): ExpectedRevision {
   switch (expected.case) {
     case undefined:
       return "any";
     case "expectedRevision":
-      return expected.value;
+      return toStoredNumber(expected.value, `${at}expected_revision`);
     case "expectedState": {
       const state: number = expected.value;
       switch (state) {

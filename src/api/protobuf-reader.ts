@@ -6,6 +6,7 @@ export const NOT_HANDLED = Symbol("not handled");
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
 export const WIRE_LEN = 2;
+export const WIRE_FIXED32 = 5;
 
 /**
  * Reads protobuf's wire format as protobuf-es reads it, for hand-written decoders: wherever
@@ -29,6 +30,16 @@ export class ProtobufReader {
     }
     const tag = this.varint32();
     return [tag >>> 3, tag & 7];
+  }
+
+  /** The next tag as one number (field << 3 | wire type), for walks that build nothing. */
+  rawTag(): number {
+    const b = this.pos < this.buf.byteLength ? this.buf[this.pos] : 0x80;
+    if (b < 0x80) {
+      this.pos++;
+      return b;
+    }
+    return this.varint32();
   }
 
   /** The end of the length-delimited field that starts here, past its length. */
@@ -102,6 +113,20 @@ export class ProtobufReader {
       value |= BigInt(b & 0x7f) << shift;
       if (b < 0x80) return BigInt.asUintN(64, value);
     }
+  }
+
+  /** Steps over a field of this wire type without reading it; a group is not handled. */
+  skip(wire: number): void {
+    if (wire === WIRE_VARINT) this.varint32();
+    else if (wire === WIRE_FIXED64) this.advance(8);
+    else if (wire === WIRE_LEN) this.pos = this.end();
+    else if (wire === WIRE_FIXED32) this.advance(4);
+    else throw NOT_HANDLED;
+  }
+
+  private advance(bytes: number): void {
+    if (this.pos + bytes > this.buf.byteLength) throw NOT_HANDLED;
+    this.pos += bytes;
   }
 
   /** A varint of up to 10 bytes; its low 32 bits. */

@@ -22,9 +22,10 @@ import {
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
 import { toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
+import type { SubscriptionLimits } from "./subscription-limits";
 import { encodeRecordedEvent } from "./recorded-event-encoder";
 import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire, type EncodeEvent } from "./event-messages";
-import { toFilter, toJsonEncoding } from "./proto-to-domain";
+import { toFilter, toJsonEncoding, toStartNumber } from "./proto-to-domain";
 
 export interface SubscribeOptions {
   settings: SubscriptionSettings;
@@ -34,6 +35,8 @@ export interface SubscribeOptions {
   defaultHeartbeatMs: number;
   /** Who may subscribe to what: asked before the confirmation. */
   guard: Guard;
+  /** Open subscriptions, per server and per principal: counted before the confirmation. */
+  subscriptionLimits: SubscriptionLimits;
   /** Most bytes of encoded events in one response message (a message holds at least one event). */
   messageBytes?: number;
 }
@@ -72,6 +75,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
     let request: SubscriptionRequest;
     let asJson: boolean;
     let principal: Principal;
+    let release: () => void;
     try {
       request = toSubscriptionRequest(req, options.defaultHeartbeatMs);
       const { stream, filter } = request.selection;
@@ -82,6 +86,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
       // Before the confirmation: a subscription that is confirmed is one that can run.
       validateFilter(request.selection.filter, options.limits);
       asJson = toJsonEncoding(req.dataEncoding);
+      release = options.subscriptionLimits.open(principal.name); // last: nothing after it refuses
     } catch (e) {
       throw toConnectError(e, log);
     }
@@ -103,6 +108,8 @@ export function createSubscribeHandler(options: SubscribeOptions) {
       }
     } catch (e) {
       if (!shutdown.aborted) throw toConnectError(e, log);
+    } finally {
+      release();
     }
     if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
   };
@@ -128,11 +135,11 @@ function toSubscriptionRequest(req: SubscribeRequest, defaultHeartbeatMs: number
       break;
     }
     case "afterPosition":
-      start = { kind: "after_position", position: req.start.value };
+      start = { kind: "after_position", position: toStartNumber(req.start.value) };
       break;
     case "afterRevision":
       if (stream === undefined) throw invalidArgument("after_revision", "after_revision needs a stream subscription");
-      start = { kind: "after_revision", revision: req.start.value };
+      start = { kind: "after_revision", revision: toStartNumber(req.start.value) };
       break;
   }
   const heartbeatMs = req.heartbeatIntervalMs === 0 ? defaultHeartbeatMs : req.heartbeatIntervalMs;

@@ -106,7 +106,25 @@ export class LeaseHeldError extends EventStoreClientError {
   }
 }
 
+/** The call carried no credentials, or credentials the server did not accept. */
+export class UnauthenticatedError extends EventStoreClientError {
+  override name = "UnauthenticatedError";
+}
+
+/** The caller may not do this: `permission` names what it lacks, `target` what it asked for. */
+export class PermissionDeniedError extends EventStoreClientError {
+  override name = "PermissionDeniedError";
+  get permission(): string {
+    return this.facts.permission ?? "";
+  }
+  get target(): string {
+    return this.facts.target ?? "";
+  }
+}
+
 const BY_REASON: Record<string, typeof EventStoreClientError> = {
+  UNAUTHENTICATED: UnauthenticatedError,
+  PERMISSION_DENIED: PermissionDeniedError,
   PROJECTION_NOT_FOUND: ProjectionNotFoundError,
   PROJECTION_EXISTS: ProjectionExistsError,
   WRONG_EXPECTED_VERSION: WrongExpectedVersionError,
@@ -122,12 +140,19 @@ const BY_REASON: Record<string, typeof EventStoreClientError> = {
   UNAVAILABLE: UnavailableError,
 };
 
+/** Errors without an ErrorInfo (a proxy's, or health and reflection's): by their code alone. */
+const BY_CODE: Partial<Record<Code, typeof EventStoreClientError>> = {
+  [Code.Unavailable]: UnavailableError,
+  [Code.Unauthenticated]: UnauthenticatedError,
+  [Code.PermissionDenied]: PermissionDeniedError,
+};
+
 /** The typed error for a failed call (a ConnectError, or anything a transport threw). */
 export function toClientError(e: unknown): EventStoreClientError {
   if (e instanceof EventStoreClientError) return e;
   const error = ConnectError.from(e);
   const info = error.findDetails(ErrorInfoSchema)[0];
   const reason = info?.reason ?? "";
-  const Class = BY_REASON[reason] ?? (error.code === Code.Unavailable ? UnavailableError : EventStoreClientError);
+  const Class = BY_REASON[reason] ?? BY_CODE[error.code] ?? EventStoreClientError;
   return new Class(error.rawMessage, error.code, reason, { ...(info?.metadata ?? {}) }, { cause: e });
 }

@@ -1,5 +1,5 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   Direction,
@@ -24,6 +24,16 @@ export interface EventStoreClientOptions {
   protocol?: "grpc" | "connect";
   /** How subscriptions reconnect; the defaults are 100 ms doubling up to 5 s. */
   reconnect?: Partial<ReconnectPolicy>;
+  /**
+   * A bearer token (an API key or a JWT) sent as `authorization: Bearer <token>` on every call;
+   * a function is asked before each call, so that a JWT can be renewed as it nears expiry.
+   */
+  token?: string | (() => string | Promise<string>);
+  /**
+   * TLS settings beyond the system's CAs: the server's CA (`ca`), and for mTLS the client's
+   * certificate and key (`cert`, `key`), PEM.
+   */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
 }
 
 /** The revision of the stream's last event, or what the stream must be. Unset: any. */
@@ -95,16 +105,26 @@ export interface EventStoreClient {
  */
 const RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
 
+function bearer(token: NonNullable<EventStoreClientOptions["token"]>): Interceptor {
+  return (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${typeof token === "string" ? token : await token()}`);
+    return next(req);
+  };
+}
+
 /** A client of an eventstore.v1 server: typed calls, typed errors, resuming subscriptions. */
 export function createEventStoreClient(options: EventStoreClientOptions): EventStoreClient {
   const policy: ReconnectPolicy = { initialDelayMs: 100, maxDelayMs: 5000, ...options.reconnect };
   let sessionManager: Http2SessionManager | undefined;
+  const interceptors = options.token === undefined ? [] : [bearer(options.token)];
   const transport =
     options.protocol === "connect"
-      ? createConnectTransport({ baseUrl: options.url, httpVersion: "1.1" })
+      ? createConnectTransport({ baseUrl: options.url, httpVersion: "1.1", interceptors, nodeOptions: options.tls })
       : createGrpcTransport({
           baseUrl: options.url,
+          interceptors,
           sessionManager: (sessionManager = new Http2SessionManager(options.url, undefined, {
+            ...options.tls,
             settings: { initialWindowSize: RECEIVE_WINDOW_BYTES },
           })),
         });

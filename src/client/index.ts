@@ -13,8 +13,10 @@ export {
   EventStoreClientError,
   InvalidArgumentError,
   LimitExceededError,
+  PermissionDeniedError,
   StreamNotFoundError,
   StreamTombstonedError,
+  UnauthenticatedError,
   UnavailableError,
   WrongExpectedRevisionError,
 } from "./errors";

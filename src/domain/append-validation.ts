@@ -1,5 +1,6 @@
 import type { ExpectedRevision } from "./expected-revision";
 import type { ProposedEvent } from "./event";
+import { eventBytes } from "./event-bytes";
 import { invalidArgument, limitExceeded } from "./errors";
 import type { Limits } from "./limits";
 import { validateStreamName } from "./stream-name";
@@ -23,10 +24,17 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
     throw limitExceeded(`${prefix}appends`, String(limits.maxAppendStreams), String(appends.length),
       `at most ${limits.maxAppendStreams} streams in one append`);
   }
+  // Counted first: the checks below cost a walk of each event.
+  let events = 0;
+  for (const append of appends) events += append.events.length;
+  if (events > limits.maxAppendEvents) {
+    throw limitExceeded(`${prefix}events`, String(limits.maxAppendEvents), String(events),
+      `at most ${limits.maxAppendEvents} events in one append (got ${events})`);
+  }
   const streams = new Set<string>();
   const ids = new Set<string>();
-  let events = 0;
   let bytes = 0;
+  let values = 0;
   appends.forEach((append, a) => {
     const at = multi ? `appends[${a}].` : "";
     validateStreamName(append.stream, `${at}stream`);
@@ -43,40 +51,82 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
         throw limitExceeded(`${field}.type`, String(limits.maxEventTypeLength), String(event.type.length),
           `an event type is at most ${limits.maxEventTypeLength} characters`);
       }
+      const contentTypeBytes = Buffer.byteLength(event.contentType);
+      if (contentTypeBytes > limits.maxContentTypeLength) {
+        throw limitExceeded(`${field}.content_type`, String(limits.maxContentTypeLength), String(contentTypeBytes),
+          `a content type is at most ${limits.maxContentTypeLength} bytes (got ${contentTypeBytes})`);
+      }
+      // Before anything else walks the metadata: a walk of unbounded depth could exhaust the stack.
+      const shape = metadataShape(event.metadata, limits.maxMetadataDepth);
+      if (shape.depth > limits.maxMetadataDepth) {
+        throw limitExceeded(`${field}.metadata`, String(limits.maxMetadataDepth), `more than ${limits.maxMetadataDepth}`,
+          `metadata nests at most ${limits.maxMetadataDepth} levels of objects and lists`);
+      }
+      if (shape.values > limits.maxMetadataValues) {
+        throw limitExceeded(`${field}.metadata`, String(limits.maxMetadataValues), String(shape.values),
+          `metadata holds at most ${limits.maxMetadataValues} values (members and list elements; got ${shape.values})`);
+      }
+      values += shape.values;
       // PostgreSQL's text and jsonb cannot hold U+0000: refused here rather than failing the write.
       if (event.type.includes("\0")) throw invalidArgument(`${field}.type`, NUL_MESSAGE);
       if (event.contentType.includes("\0")) throw invalidArgument(`${field}.content_type`, NUL_MESSAGE);
-      if (holdsNul(event.metadata)) throw invalidArgument(`${field}.metadata`, NUL_MESSAGE);
+      if (shape.nul) throw invalidArgument(`${field}.metadata`, NUL_MESSAGE);
       if (event.type === LINK_EVENT_TYPE) validateLinkData(event.data, `${field}.data`);
       if (ids.has(event.id)) throw invalidArgument(`${field}.id`, `event id ${event.id} appears twice in the request`);
       ids.add(event.id);
-      const size = event.data.byteLength + Buffer.byteLength(JSON.stringify(event.metadata));
+      const size = eventBytes(append.stream, event);
       if (size > limits.maxEventBytes) {
         throw limitExceeded(field, String(limits.maxEventBytes), String(size),
-          `an event's data and metadata are at most ${limits.maxEventBytes} bytes (got ${size})`);
+          `an event is at most ${limits.maxEventBytes} bytes, every field counted (got ${size})`);
       }
       bytes += size;
     });
-    events += append.events.length;
   });
-  if (events > limits.maxAppendEvents) {
-    throw limitExceeded(`${prefix}events`, String(limits.maxAppendEvents), String(events),
-      `at most ${limits.maxAppendEvents} events in one append (got ${events})`);
-  }
   if (bytes > limits.maxAppendBytes) {
     throw limitExceeded(`${prefix}events`, String(limits.maxAppendBytes), String(bytes),
-      `an append carries at most ${limits.maxAppendBytes} bytes of data and metadata (got ${bytes})`);
+      `an append carries at most ${limits.maxAppendBytes} bytes of events, every field counted (got ${bytes})`);
+  }
+  if (values > limits.maxAppendJsonValues) {
+    throw limitExceeded(`${prefix}events`, String(limits.maxAppendJsonValues), String(values),
+      `an append carries at most ${limits.maxAppendJsonValues} metadata values (got ${values})`);
   }
 }
 
 const NUL_MESSAGE = "must not contain the character U+0000";
 
-/** Whether a JSON value has U+0000 in any string or key. */
-function holdsNul(value: unknown): boolean {
-  if (typeof value === "string") return value.includes("\0");
-  if (Array.isArray(value)) return value.some(holdsNul);
-  if (value !== null && typeof value === "object") {
-    for (const [k, v] of Object.entries(value)) if (k.includes("\0") || holdsNul(v)) return true;
+interface JsonShape {
+  /** Levels of objects and lists; past `maxDepth` the walk stops and answers maxDepth + 1. */
+  depth: number;
+  /** Object members and list elements, at every depth walked. */
+  values: number;
+  /** Whether a string or key holds U+0000. */
+  nul: boolean;
+}
+
+/** One walk of a metadata object for what the limits and PostgreSQL care about. */
+function metadataShape(metadata: Record<string, unknown>, maxDepth: number): JsonShape {
+  const shape: JsonShape = { depth: 0, values: 0, nul: false };
+  walk(metadata, 1, maxDepth, shape);
+  return shape;
+}
+
+function walk(value: unknown, depth: number, maxDepth: number, shape: JsonShape): void {
+  if (typeof value === "string") {
+    if (value.includes("\0")) shape.nul = true;
+    return;
   }
-  return false;
+  if (value === null || typeof value !== "object") return;
+  if (depth > shape.depth) shape.depth = depth;
+  if (depth > maxDepth) return;
+  if (Array.isArray(value)) {
+    shape.values += value.length;
+    for (const v of value) walk(v, depth + 1, maxDepth, shape);
+    return;
+  }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    shape.values++;
+    if (key.includes("\0")) shape.nul = true;
+    walk((value as Record<string, unknown>)[key], depth + 1, maxDepth, shape);
+  }
 }

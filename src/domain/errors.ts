@@ -10,6 +10,8 @@ export type EventStoreErrorKind =
   | "STREAM_TOMBSTONED"
   | "DUPLICATE_EVENT_ID"
   | "LIMIT_EXCEEDED"
+  /** A statement ran past the store's statement timeout: a cost limit, like LIMIT_EXCEEDED. */
+  | "STATEMENT_TIMEOUT"
   | "PROJECTION_NOT_FOUND"
   | "PROJECTION_EXISTS"
   | "WRONG_EXPECTED_VERSION"

@@ -1,12 +1,13 @@
 import { streamHash } from "./consumer-group";
 import type { RecordedEvent } from "./event";
-import { filterTimeMicros, type EventFilter, type JsonValue, type Matcher } from "./filter";
+import { filterTimeMicros, matcherRegex, type EventFilter, type JsonValue, type Matcher } from "./filter";
 
 /**
  * Whether an event passes a (validated) filter: the in-memory twin of the SQL in
  * store/postgres/filter-sql.ts, with the same results on every event, which
  * test/store/filter-equivalence.test.ts checks against PostgreSQL. Regular expressions are the
- * exception: they run here only (the SQL leaves them out), in ECMAScript syntax with the u flag.
+ * exception: they run here only (the SQL leaves them out), in RE2 syntax and linear time
+ * (linear-regex.ts), compiled once per matcher when the filter is validated.
  *
  * One limit of that sameness: jsonb keeps numbers as exact decimals, and an event's metadata
  * reaches JavaScript as doubles. Numbers that a double cannot tell apart from their neighbours
@@ -88,7 +89,7 @@ function matchesJson(m: Matcher, field: JsonValue): boolean {
     case "not_in":
       return !m.values!.some((v) => jsonbEqual(field, v));
     case "regex":
-      return typeof field === "string" && regex(m).test(field);
+      return typeof field === "string" && matcherRegex(m).test(field);
     default:
       // Ordering compares like with like: numbers as numeric, strings by code point.
       if (typeof m.value === "number") return typeof field === "number" && ordered(m.operator, compare(field, m.value));
@@ -107,7 +108,7 @@ function matchesText(m: Matcher, field: string): boolean {
     case "not_in":
       return !m.values!.includes(field);
     case "regex":
-      return regex(m).test(field);
+      return matcherRegex(m).test(field);
     default:
       return ordered(m.operator, compareCodePoints(field, m.value as string));
   }
@@ -158,18 +159,7 @@ export function jsonbEqual(a: JsonValue, b: JsonValue): boolean {
 }
 
 // Compiled operands, per matcher: filters are checked against every event of a live batch.
-const regexes = new WeakMap<Matcher, { pattern: string; regex: RegExp }>();
 const timeOperands = new WeakMap<Matcher, { texts: JsonValue[]; times: bigint[] }>();
-
-function regex(m: Matcher): RegExp {
-  const pattern = m.value as string;
-  const cached = regexes.get(m);
-  if (cached?.pattern === pattern) return cached.regex;
-  // No g or y flag: test() keeps no state between events.
-  const compiled = new RegExp(pattern, "u");
-  regexes.set(m, { pattern, regex: compiled });
-  return compiled;
-}
 
 function times(m: Matcher): bigint[] {
   const texts = m.operator === "in" || m.operator === "not_in" ? m.values! : [m.value!];

@@ -21,6 +21,11 @@ export interface RecordedEvent {
   storedAt: Date;
   /** Set when this event was reached through a link event that was resolved: that link. */
   link?: RecordedEvent;
+  /**
+   * Its eventBytes, when the store measured it on reading: pages and every live subscriber's
+   * buffer count it, so it is measured once per event rather than once per use.
+   */
+  bytes?: number;
 }
 
 export const JSON_CONTENT_TYPE = "application/json";

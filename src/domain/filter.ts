@@ -1,6 +1,8 @@
 import type { ConsumerGroup } from "./consumer-group";
-import { invalidArgument } from "./errors";
-import type { Limits } from "./limits";
+import { invalidArgument, limitExceeded } from "./errors";
+import { DEFAULT_LIMITS, type Limits } from "./limits";
+import { checkRegexSize, compileLinearRegex, type LinearRegex } from "./linear-regex";
+import { regexSizeBound } from "./regex-size-bound";
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -51,15 +53,21 @@ const ORDERING: ReadonlySet<Operator> = new Set(["gt", "gte", "lt", "lte"]);
 /**
  * Checks a filter against the rules that make its SQL (filter-sql.ts) and in-memory
  * (event-matcher.ts) forms agree, and that keep the SQL from failing on a value PostgreSQL
- * cannot hold; throws INVALID_ARGUMENT naming the offending field.
+ * cannot hold; throws INVALID_ARGUMENT naming the offending field, or LIMIT_EXCEEDED for a
+ * filter over the terms or bytes limits (checked first, before any other work) or with a
+ * regular expression too large. Compiles its regular expressions, once: see matcherRegex.
  */
 export function validateFilter(filter: EventFilter, limits: Limits, field = "filter"): EventFilter {
   const terms = filter.eventTypes.length + filter.matchers.reduce((n, m) => n + 1 + (m.values?.length ?? 0), 0);
   if (terms > limits.maxFilterTerms) {
-    throw invalidArgument(field, `a filter has at most ${limits.maxFilterTerms} terms (got ${terms})`, {
-      limit: String(limits.maxFilterTerms),
-    });
+    throw limitExceeded(field, String(limits.maxFilterTerms), String(terms), `a filter has at most ${limits.maxFilterTerms} terms (got ${terms})`);
   }
+  const bytes = filterBytes(filter, limits.maxFilterBytes);
+  if (bytes > limits.maxFilterBytes) {
+    throw limitExceeded(field, String(limits.maxFilterBytes), String(bytes),
+      `a filter holds at most ${limits.maxFilterBytes} bytes of types, prefixes, keys and values (got ${bytes} or more)`);
+  }
+  checkRegexInstructions(filter, limits, field);
   filter.eventTypes.forEach((t, i) => {
     if (t.length === 0) throw invalidArgument(`${field}.event_types[${i}]`, "an event type must not be empty");
     requireText(t, `${field}.event_types[${i}]`);
@@ -71,7 +79,7 @@ export function validateFilter(filter: EventFilter, limits: Limits, field = "fil
   if (filter.storedFrom && filter.storedBefore && filter.storedFrom > filter.storedBefore) {
     throw invalidArgument(`${field}.stored_from`, "stored_from is after stored_before");
   }
-  filter.matchers.forEach((m, i) => validateMatcher(m, `${field}.matchers[${i}]`));
+  filter.matchers.forEach((m, i) => validateMatcher(m, `${field}.matchers[${i}]`, limits));
   if (filter.group) validateGroup(filter.group);
   return filter;
 }
@@ -122,7 +130,73 @@ function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function validateMatcher(m: Matcher, field: string): void {
+/**
+ * The UTF-8 bytes of what a filter names and compares with: its event types, prefix, category,
+ * metadata keys and operands (JSON-encoded, as the SQL sends them). Stops counting once past
+ * `stopAbove`, so that an oversized filter costs no more than the limit to refuse.
+ */
+export function filterBytes(filter: EventFilter, stopAbove = Infinity): number {
+  let bytes = 0;
+  const texts = [...filter.eventTypes, filter.streamPrefix ?? "", filter.category ?? ""];
+  for (const t of texts) {
+    bytes += Buffer.byteLength(t);
+    if (bytes > stopAbove) return bytes;
+  }
+  for (const m of filter.matchers) {
+    if ("metadataKey" in m.field) bytes += Buffer.byteLength(m.field.metadataKey);
+    const operands = m.operator === "in" || m.operator === "not_in" ? m.values ?? [] : [m.value];
+    for (const v of operands) {
+      bytes += Buffer.byteLength(JSON.stringify(v) ?? "");
+      if (bytes > stopAbove) return bytes;
+    }
+  }
+  return bytes;
+}
+
+/**
+ * Matching an event costs each of a filter's regular expressions up to its program's size per
+ * character of the value it reads, so the bound is on their sum, checked before any compiling.
+ */
+function checkRegexInstructions(filter: EventFilter, limits: Limits, field: string): void {
+  let total = 0;
+  filter.matchers.forEach((m, i) => {
+    if (m.operator !== "regex" || typeof m.value !== "string") return;
+    total += regexSizeBound(m.value);
+    if (total > limits.maxRegexInstructions) {
+      throw limitExceeded(`${field}.matchers[${i}].value`, String(limits.maxRegexInstructions), String(total),
+        `a filter's regular expressions compile to at most ${limits.maxRegexInstructions} RE2 instructions together ` +
+          `(these to up to ${total}: counted repetition such as x{100} repeats x)`);
+    }
+  });
+}
+
+/**
+ * The compiled regular expression of a regex matcher. validateFilter compiles it once per
+ * matcher, so that filtering a live batch or a page compiles nothing per event; a matcher that
+ * was never validated (or whose pattern changed since) is compiled here, with the default limits.
+ */
+export function matcherRegex(m: Matcher): LinearRegex {
+  const pattern = m.value as string;
+  const cached = compiledRegexes.get(m);
+  if (cached?.pattern === pattern) return cached.regex;
+  return compileRegex(m, pattern, DEFAULT_LIMITS, "filter.matchers.value");
+}
+
+const compiledRegexes = new WeakMap<Matcher, { pattern: string; regex: LinearRegex }>();
+
+function compileRegex(m: Matcher, pattern: string, limits: Limits, field: string): LinearRegex {
+  const cached = compiledRegexes.get(m);
+  if (cached?.pattern === pattern) {
+    // Validated before (the API and the store both validate): only the limits may differ.
+    checkRegexSize(pattern, limits, field);
+    return cached.regex;
+  }
+  const regex = compileLinearRegex(pattern, limits, field);
+  compiledRegexes.set(m, { pattern, regex });
+  return regex;
+}
+
+function validateMatcher(m: Matcher, field: string, limits: Limits): void {
   if ("metadataKey" in m.field) {
     if (m.field.metadataKey.length === 0) throw invalidArgument(`${field}.metadata_key`, "a metadata key must not be empty");
     requireText(m.field.metadataKey, `${field}.metadata_key`);
@@ -148,13 +222,9 @@ function validateMatcher(m: Matcher, field: string): void {
     if (m.operator === "regex") {
       if (typeof v !== "string") throw invalidArgument(operandField, "regex takes a string pattern");
       if (property === "stored_at") throw invalidArgument(operandField, "regex does not apply to stored_at");
-      try {
-        // Regular expressions run in memory only (event-matcher.ts), so that catch-up reads and
-        // live delivery agree: ECMAScript syntax with the u flag.
-        new RegExp(v, "u");
-      } catch (e) {
-        throw invalidArgument(operandField, `invalid regular expression: ${(e as Error).message}`);
-      }
+      // Regular expressions run in memory only (event-matcher.ts), so that catch-up reads and
+      // live delivery agree: RE2 syntax, in linear time (linear-regex.ts).
+      compileRegex(m, v, limits, operandField);
     } else {
       requireJson(v as JsonValue, operandField);
     }

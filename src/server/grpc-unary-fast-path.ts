@@ -10,10 +10,11 @@ import {
   type Message,
   type MessageInitShape,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, createServiceImplSpec, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createServiceImplSpec, type ConnectRouter, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../domain";
 import { envelope, errorTrailers, headerObject, OK_TRAILERS, readMessage } from "./grpc-unary-wire";
+import { closeUnfinishedRequest } from "./request-body-timeout";
 import type { RequestHandler } from "./listen";
 import { UnaryCallContext } from "./unary-call-context";
 
@@ -32,11 +33,15 @@ export type RequestDecoder = (bytes: Uint8Array) => Message | undefined;
 export interface GrpcUnaryFastPathOptions {
   /** Requests larger than this are refused with RESOURCE_EXHAUSTED, as Connect refuses them. */
   readMaxBytes: number;
+  /** A request whose message has not arrived whole this long after its headers is refused; 0: never. */
+  requestBodyTimeoutMs?: number;
   /** Aborts every call's signal when the server shuts down. */
   shutdown: AbortSignal;
   log: Logger;
   /** Hand-written decoders of some request messages, by their type name. */
   decoders?: Record<string, RequestDecoder>;
+  /** The context values of each call (the caller, say), as connectNodeAdapter's option of that name. */
+  contextValues?: (req: Http2ServerRequest) => ContextValues;
 }
 
 export interface GrpcUnaryFastPath {
@@ -79,8 +84,9 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
         get handlers() {
           return router.handlers;
         },
-        // Methods with interceptors stay with Connect, which runs them. (Interceptors or context
-        // values given to connectNodeAdapter itself are not seen here: the server gives none.)
+        // Methods with interceptors stay with Connect, which runs them. (Interceptors given to
+        // connectNodeAdapter itself are not seen here: the server gives none. Its context values
+        // must be given here too.)
         service(service, implementation, handlerOptions) {
           router.service(service, implementation, handlerOptions);
           if (handlerOptions?.interceptors?.length) return wrapped;
@@ -135,13 +141,13 @@ async function call(
     const timeout = parseTimeout(headerValue(req.headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
     const deadline = timeout.timeoutMs === undefined ? undefined : arrived + timeout.timeoutMs;
-    const bytes = await readMessage(req, options.readMaxBytes);
+    const bytes = await readMessage(req, options.readMaxBytes, options.requestBodyTimeoutMs);
     // A client that is gone, or a deadline that has passed, before the call begins: nothing runs.
     // (A reset stream ends the request's body as if it were complete, before "close".)
     if (req.aborted || res.stream.closed) return;
     if (deadline !== undefined && Date.now() >= deadline) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
     const request = parse(route, bytes);
-    const ctx = (context = new UnaryCallContext(route.method, req, deadline));
+    const ctx = (context = new UnaryCallContext(route.method, req, deadline, options.contextValues));
     inFlight.add(ctx);
     if (options.shutdown.aborted) ctx.abort(shutdownReason(options.shutdown));
     // As in Connect, a deadline that passes aborts the call's signal, and the answer is still
@@ -159,6 +165,8 @@ async function call(
   } catch (e) {
     answered = true;
     respond(res, context, errorTrailers(e));
+    // Refused before its body was read whole (too large, too slow): the rest is not wanted.
+    if (!req.readableEnded && !res.stream.closed) closeUnfinishedRequest(res);
   } finally {
     if (timer) clearTimeout(timer);
     if (context) inFlight.delete(context);
@@ -183,8 +191,10 @@ function parse(route: UnaryRoute, bytes: Uint8Array): Message {
   try {
     return route.decode?.(bytes) ?? fromBinary(route.method.input, bytes);
   } catch (e) {
-    // As Connect answers a request it cannot parse.
-    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+    // A decoder's own answer (a limit its wire check found) stands.
+    if (e instanceof ConnectError) throw e;
+    // In Connect's words, but the client's mistake: INVALID_ARGUMENT (Connect says INTERNAL; see grpc-message-encoding.ts).
+    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
   }
 }
 

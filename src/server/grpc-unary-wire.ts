@@ -2,6 +2,7 @@ import type { Http2ServerRequest, OutgoingHttpHeaders } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { encodeGrpcMessage } from "./grpc-message-encoding";
+import { requestBodyTimedOut } from "./request-body-timeout";
 
 // The gRPC wire format of a unary call: one length-prefixed message each way, the status in
 // trailers. Errors and their wording are Connect's, so that a client sees the same whichever
@@ -12,16 +13,20 @@ const FLAG_COMPRESSED = 0b1;
 
 /**
  * Reads a unary request's one message. A message that says it is larger than `readMaxBytes`
- * is refused as soon as its envelope arrives, before its bytes are gathered.
+ * is refused as soon as its envelope arrives, before its bytes are gathered; one that has not
+ * arrived whole within `timeoutMs` (0: no limit) is refused then, and its bytes let go.
  */
-export function readMessage(req: Http2ServerRequest, readMaxBytes: number): Promise<Uint8Array> {
+export function readMessage(req: Http2ServerRequest, readMaxBytes: number, timeoutMs = 0): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
     let declared = -1;
+    const timer = timeoutMs > 0 ? setTimeout(() => refuse(requestBodyTimedOut(timeoutMs)), timeoutMs) : undefined;
     const refuse = (error: ConnectError) => {
+      clearTimeout(timer);
       req.removeListener("data", onData);
       req.removeListener("end", onEnd);
+      chunks = [];
       req.resume();
       reject(error);
     };
@@ -43,6 +48,7 @@ export function readMessage(req: Http2ServerRequest, readMaxBytes: number): Prom
       }
     };
     const onEnd = () => {
+      clearTimeout(timer);
       try {
         resolve(unwrap(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
       } catch (e) {
@@ -60,7 +66,7 @@ function unwrap(body: Buffer): Uint8Array {
   if (body.byteLength === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
   if (body.byteLength < ENVELOPE) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   if (body[0] & FLAG_COMPRESSED) {
-    throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.InvalidArgument);
   }
   const end = ENVELOPE + body.readUInt32BE(1);
   if (end > body.byteLength) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createHash, randomBytes } from "node:crypto";
 import { openStore } from "../store";
 import { ConfigError, loadConfig, usage } from "./config";
 import { createLogger } from "./logger";
@@ -15,6 +16,10 @@ async function main(): Promise<number> {
   }
   if (config.command === "help") {
     process.stdout.write(usage());
+    return 0;
+  }
+  if (config.command === "token") {
+    process.stdout.write(newToken());
     return 0;
   }
   const log = createLogger(config.logLevel);
@@ -45,9 +50,28 @@ async function main(): Promise<number> {
     }
     throw e;
   }
+  // SIGHUP is the operator's "read your files again": the auth file and the TLS certificates.
+  process.on("SIGHUP", () => {
+    log.info("reloading", { signal: "SIGHUP" });
+    server.reload();
+  });
   if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
   await server.stop();
   return 0;
+}
+
+/** A new API key: 32 random bytes, given to the client; the file keeps only its SHA-256. */
+function newToken(): string {
+  const token = randomBytes(32).toString("base64url");
+  const sha256 = createHash("sha256").update(token).digest("hex");
+  return [
+    `token (give it to the client, as authorization: Bearer <token>; it is not shown again):`,
+    `  ${token}`,
+    `for the auth file's tokens list:`,
+    `  - principal: <name>`,
+    `    sha256: ${sha256}`,
+    "",
+  ].join("\n");
 }
 
 /** The error and its causes: stderr is the operator's, so it gets the whole story. */

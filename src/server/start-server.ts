@@ -1,29 +1,41 @@
+import type { TLSSocket } from "node:tls";
+import { createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { AppendRequestSchema, file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
+import { file_eventstore_v1_eventstore } from "../../gen/eventstore/v1/eventstore_pb";
 import { file_eventstore_v1_projections } from "../../gen/eventstore/v1/projections_pb";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
-import { decodeAppendRequest } from "../api/append-request-decoder";
+import { checkAppendBodies } from "../api/append-body-check";
+import { createAppendDecoders } from "../api/append-request-decoder";
 import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
 import { registerEventStoreService } from "../api/event-store-service";
 import { registerProjectionService } from "../api/projection-service";
 import { registerReflectionService } from "../api/reflection-service";
 import { createSubscribeHandler } from "../api/subscribe-handler";
-import { createGuard } from "../api/guard";
+import { createSubscriptionLimits } from "../api/subscription-limits";
+import { CALLER, createGuard } from "../api/guard";
+import { toConnectError } from "../api/connect-error";
 import { createLiveFeed } from "../subscriptions";
 import { isEventStoreError, type Logger } from "../domain";
 import { openStore, type EventStore } from "../store";
-import type { Config } from "./config";
+import { isLoopback, type Config } from "./config";
 import { withSpecGrpcMessage } from "./grpc-message-encoding";
 import { createGrpcUnaryFastPath } from "./grpc-unary-fast-path";
+import { loadAccessControl, type AccessControl } from "./access-control";
+import type { Credentials } from "./authenticator";
 import { listen, type RequestHandler } from "./listen";
+import { monitorEventLoop } from "./event-loop-monitor";
+import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
+import { readTls, watchTls } from "./tls-files";
 
 export interface RunningServer {
   port: number;
   store: EventStore;
   /** Subscriptions now attached to live delivery (for tests and diagnostics). */
   liveSubscribers(): number;
+  /** Reads the auth file and the TLS files again (SIGHUP); a file that fails to load leaves the last good one. */
+  reload(): void;
   /** Graceful stop: refuse new calls, end open streams with UNAVAILABLE, let in-flight appends finish. */
   stop(): Promise<void>;
 }
@@ -32,10 +44,20 @@ const SERVICE = "eventstore.v1.EventStoreService";
 
 /** Opens the store (waiting for the database if it is not up yet), then serves every API on one port. */
 export async function startServer(config: Config, log: Logger, cancel?: AbortSignal): Promise<RunningServer> {
-  const store = await openStoreWhenReady(config, log, cancel);
+  // Before the database: a mistake in these files is found at once, not after a wait.
+  const tls = config.tls ? readTls(config.tls) : undefined;
+  const access = config.authFile ? loadAccessControl(config.authFile, log) : undefined;
+  let store: EventStore;
+  try {
+    store = await openStoreWhenReady(config, log, cancel);
+  } catch (e) {
+    access?.close();
+    throw e;
+  }
   const shutdown = new AbortController();
   const health = createHealthState();
-  const guard = createGuard({ audit: (action, fields) => log.info("audit", { action, ...fields }) });
+  const guard = createGuard({ policy: access && (() => access.policy()), audit: (action, fields) => log.info("audit", { action, ...fields }) });
+  const contextValues = access ? (req: Parameters<RequestHandler>[0]) => callerValues(access, req) : undefined;
   const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000 });
   await feed.start();
   const subscribe = createSubscribeHandler({
@@ -51,6 +73,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     shutdown: shutdown.signal,
     defaultHeartbeatMs: config.subscriptions.heartbeatMs,
     guard,
+    subscriptionLimits: createSubscriptionLimits({ maxPerServer: config.maxSubscriptions, maxPerPrincipal: config.maxSubscriptionsPerPrincipal }),
   });
   // Refuse oversized requests before buffering them: the append limit, plus room for base64
   // in Connect JSON and for the envelope.
@@ -59,45 +82,90 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     readMaxBytes,
     shutdown: shutdown.signal,
     log,
-    decoders: { [AppendRequestSchema.typeName]: decodeAppendRequest },
+    decoders: createAppendDecoders(config.limits, log),
+    contextValues,
+    requestBodyTimeoutMs: config.connections.requestBodyTimeoutMs,
   });
+  let requestStreams: ReadonlySet<string> = new Set();
   const connect = connectNodeAdapter({
     routes(connectRouter) {
       const router = unary.wrap(connectRouter);
       registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe, guard });
+      // Appends that Connect serves get the fast path's wire check of the limits too.
+      checkAppendBodies(connectRouter.handlers, { limits: config.limits, log, readMaxBytes });
       registerProjectionService(router, { projections: store.projections, log, guard });
-      registerHealthService(router, health, shutdown.signal);
-      registerReflectionService(router, [
+      registerHealthService(access?.isPublic("health") === false ? authenticated(router, log) : router, health, shutdown.signal);
+      registerReflectionService(access?.isPublic("reflection") === false ? authenticated(router, log) : router, [
         file_eventstore_v1_eventstore,
         file_eventstore_v1_projections,
         file_grpc_health_v1_health,
         file_grpc_reflection_v1_reflection,
         file_grpc_reflection_v1alpha_reflection,
       ]);
+      requestStreams = requestStreamPaths(connectRouter.handlers);
     },
     readMaxBytes,
+    contextValues,
     // Every common client offers gzip, and connect-node would then compress each message of
     // 1 KiB or more: for a subscription, one gzip run per event, which cost more CPU than
     // everything else together and let readers fall behind writers. Off unless asked for;
     // compressed requests are accepted either way.
     compressMinBytes: config.compressMinBytes === 0 ? Number.MAX_SAFE_INTEGER : config.compressMinBytes,
   }) as RequestHandler;
-  const viaConnect = withSpecGrpcMessage(connect);
+  const viaConnect = withRequestBodyTimeout(withSpecGrpcMessage(connect), {
+    timeoutMs: config.connections.requestBodyTimeoutMs,
+    takesStream: (path) => requestStreams.has(path),
+  });
   const handler: RequestHandler = (req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);
   };
   const listener = await listen(handler, {
     host: config.host,
     port: config.port,
-    tls: config.tls,
+    tls,
     pingIntervalMs: config.pingIntervalMs,
+    http1: {
+      headersTimeoutMs: config.connections.http1HeadersTimeoutMs,
+      requestTimeoutMs: config.connections.http1RequestTimeoutMs,
+      keepAliveTimeoutMs: config.connections.http1KeepAliveTimeoutMs,
+    },
+    maxConcurrentStreams: config.connections.maxConcurrentStreams,
+    maxConnections: config.connections.maxConnections,
   });
-  health.set("", ServingStatus.SERVING);
-  health.set(SERVICE, ServingStatus.SERVING);
+  const reloadTls = () => {
+    if (!config.tls) return;
+    try {
+      listener.setTls(readTls(config.tls));
+      log.info("TLS certificates reloaded", { cert: config.tls.cert });
+    } catch (e) {
+      // A certificate renewed before its key: the key's change comes next and completes the pair.
+      log.warn("TLS certificates not reloaded: the last good ones stay in force", { cause: (e as Error).message });
+    }
+  };
+  const unwatchTls = config.tls ? watchTls(config.tls, reloadTls) : undefined;
+  const setServing = (status: ServingStatus) => ["", SERVICE].forEach((service) => health.set(service, status));
+  setServing(ServingStatus.SERVING);
+  // A stuck event loop answers nothing well: a balancer asking health is told to go elsewhere.
+  const loop = config.maxEventLoopLagMs > 0
+    ? monitorEventLoop({
+        maxLagMs: config.maxEventLoopLagMs,
+        onChange(lagging, lagMs) {
+          if (stopping) return;
+          if (lagging) log.warn("event loop lagging: health answers NOT_SERVING", { lagMs: Math.round(lagMs), maxLagMs: config.maxEventLoopLagMs });
+          else log.info("event loop on time again: health answers SERVING");
+          setServing(lagging ? ServingStatus.NOT_SERVING : ServingStatus.SERVING);
+        },
+      })
+    : undefined;
   log.info("ready", {
     address: `${config.tls ? "https" : "http"}://${config.host}:${listener.port}`,
     port: listener.port,
     store: config.location.kind === "postgres" ? "postgres" : `embedded (${config.location.dataDir})`,
+    authentication: access
+      ? [...access.tokenKinds(), ...(config.tls?.clientCa ? ["client certificates"] : [])].join(", ") || "none accepted: every call but public ones is refused"
+      : config.insecure && !isLoopback(config.host)
+        ? "none: --insecure, anyone who reaches this address may do anything"
+        : "none: loopback only",
   });
 
   let stopping: Promise<void> | undefined;
@@ -105,10 +173,16 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     port: listener.port,
     store,
     liveSubscribers: () => feed.subscriberCount,
+    reload() {
+      access?.reload();
+      reloadTls();
+    },
     stop() {
       stopping ??= (async () => {
-        health.set("", ServingStatus.NOT_SERVING);
-        health.set(SERVICE, ServingStatus.NOT_SERVING);
+        access?.close();
+        unwatchTls?.();
+        loop?.stop();
+        setServing(ServingStatus.NOT_SERVING);
         shutdown.abort();
         await listener.close(config.shutdownGraceMs);
         await feed.stop();
@@ -117,6 +191,40 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       })();
       return stopping;
     },
+  };
+}
+
+/** The caller of a request, authenticated on first use: a call that needs no permission costs nothing. */
+function callerValues(access: AccessControl, req: Parameters<RequestHandler>[0]): ContextValues {
+  let principal: ReturnType<AccessControl["authenticate"]> | undefined;
+  return createContextValues().set(CALLER, () => (principal ??= access.authenticate(credentialsOf(req))));
+}
+
+function credentialsOf(req: Parameters<RequestHandler>[0]): Credentials {
+  const socket = req.socket as TLSSocket;
+  return {
+    authorization: req.headers.authorization,
+    // Set only when the handshake verified a certificate against the client CA.
+    certificate: socket.authorized === true ? socket.getPeerCertificate() : undefined,
+  };
+}
+
+/** A router whose services refuse callers without valid credentials (health or reflection, when not public). */
+function authenticated(router: ConnectRouter, log: Logger): ConnectRouter {
+  const interceptor: Interceptor = (next) => async (req) => {
+    try {
+      await req.contextValues.get(CALLER)();
+    } catch (e) {
+      throw toConnectError(e, log);
+    }
+    return next(req);
+  };
+  return {
+    get handlers() {
+      return router.handlers;
+    },
+    service: (service, implementation, options) => router.service(service, implementation, { ...options, interceptors: [interceptor, ...(options?.interceptors ?? [])] }),
+    rpc: (method, impl, options) => router.rpc(method, impl, { ...options, interceptors: [interceptor, ...(options?.interceptors ?? [])] }),
   };
 }
 
@@ -132,6 +240,7 @@ async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSig
         limits: config.limits,
         log,
         listenProbeIntervalMs: config.subscriptions.listenProbeIntervalMs,
+        statementTimeoutMs: config.statementTimeoutMs,
       });
     } catch (e) {
       // A locked data directory will not free itself by waiting.

@@ -19,11 +19,15 @@ export class UnaryCallContext implements HandlerContext {
   private _responseTrailer?: Headers;
   private _values?: ContextValues;
 
-  /** `deadline`: when the call times out, in Date.now() time, if the client set a timeout. */
+  /**
+   * `deadline`: when the call times out, in Date.now() time, if the client set a timeout.
+   * `initialValues`: the server's context values for the request, as Connect's adapter takes them.
+   */
   constructor(
     readonly method: DescMethodUnary,
     private readonly req: Http2ServerRequest,
     private readonly deadline: number | undefined,
+    private readonly initialValues?: (req: Http2ServerRequest) => ContextValues,
   ) {}
 
   get service() {
@@ -59,7 +63,7 @@ export class UnaryCallContext implements HandlerContext {
   }
 
   get values(): ContextValues {
-    return (this._values ??= createContextValues());
+    return (this._values ??= this.initialValues ? this.initialValues(this.req) : createContextValues());
   }
 
   /** The headers and trailers the implementation set, if it set any. */

@@ -93,17 +93,30 @@ export interface StreamPage {
 /**
  * The store's port: everything the API needs from storage. Reads are async iterables of event
  * batches (keyset pages), so a reader holds one page in memory and no transaction between them.
+ *
+ * On PostgreSQL every statement runs under the store's statement timeout (STATEMENT_TIMEOUT
+ * past it). A `signal` is the caller's: when it aborts, the work stops at once, its statement
+ * in flight cancelled in the database (PGlite can stop neither: it stops after the statement).
  */
 export interface EventStore {
-  /** Appends to one or more streams atomically: all or nothing. */
-  append(appends: StreamAppend[]): Promise<AppendResult[]>;
+  /**
+   * Appends to one or more streams atomically: all or nothing. If `signal` aborts before the
+   * append is sent to the database, it is not sent, and this rejects with the signal's reason;
+   * once sent, its outcome is the database's.
+   */
+  append(appends: StreamAppend[], signal?: AbortSignal): Promise<AppendResult[]>;
+  /** Ends, with no error, when `signal` aborts. */
   readStream(stream: string, options: ReadStreamOptions, signal?: AbortSignal): AsyncIterable<RecordedEvent[]>;
+  /** Ends, with no error, when `signal` aborts. */
   readAll(options: ReadAllOptions, signal?: AbortSignal): AsyncIterable<RecordedEvent[]>;
   listStreams(options: ListStreamsOptions): Promise<StreamPage>;
   getStream(stream: string): Promise<StreamInfo>;
   deleteStream(stream: string, expected: ExpectedRevision, mode: "soft" | "tombstone"): Promise<StreamInfo>;
-  /** Selected events after `after`, in log order: one keyset page of at most `limit` rows scanned. */
-  readAfter(selection: Selection, after: bigint, limit: number): Promise<CatchUpPage>;
+  /**
+   * Selected events after `after`, in log order: one keyset page of at most `limit` rows scanned.
+   * Rejects with the signal's reason when `signal` aborts.
+   */
+  readAfter(selection: Selection, after: bigint, limit: number, signal?: AbortSignal): Promise<CatchUpPage>;
   /** The last committed position (0 for an empty log). */
   head(): Promise<bigint>;
   /** The global position of a stream's event at a revision, if it exists. */

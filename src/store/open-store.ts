@@ -18,22 +18,35 @@ export interface OpenStoreOptions {
   listenProbeIntervalMs?: number;
   /** Apply pending migrations first (the default). */
   migrate?: boolean;
+  /**
+   * The longest any one SQL statement may run, in milliseconds; 0: no limit. Migrations are
+   * exempt (see migrate.ts).
+   */
+  statementTimeoutMs?: number;
 }
+
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 
 /** Opens the store where the configuration says, migrated and ready. */
 export async function openStore(options: OpenStoreOptions): Promise<EventStore> {
   const { location } = options;
+  const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   if (location.kind === "postgres") {
-    const sql = connect({ url: location.url, max: location.poolSize });
+    const sql = connect({ url: location.url, max: location.poolSize, statementTimeoutMs });
     if (options.migrate !== false) await migrateOrClose(sql);
     return createPostgresStore({
       sql,
       limits: options.limits ?? DEFAULT_LIMITS,
-      openListenConnection: (handlers) => connect({ url: location.url, max: 1, ...handlers }),
+      // A session waiting for notifications runs no statement: the timeout never ends it.
+      openListenConnection: (handlers) => connect({ url: location.url, max: 1, statementTimeoutMs, ...handlers }),
       listenProbeIntervalMs: options.listenProbeIntervalMs,
       log: options.log,
+      statementTimeoutMs,
     });
   }
+  // PGlite takes statement_timeout and ignores it (no timer can interrupt WebAssembly on this
+  // process's one thread), and ignores cancel requests: it is not given them. What bounds a
+  // statement here is what it may cost: page sizes and the filter limits.
   const db = await startEmbeddedDatabase(location.dataDir);
   const sql = connect({ path: db.socketPath, max: 1 });
   try {
@@ -43,7 +56,13 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
     await db.stop();
     throw e;
   }
-  return createPostgresStore({ sql, limits: options.limits ?? DEFAULT_LIMITS, log: options.log, onClose: () => db.stop() });
+  return createPostgresStore({
+    sql,
+    limits: options.limits ?? DEFAULT_LIMITS,
+    log: options.log,
+    onClose: () => db.stop(),
+    cancelInFlight: false,
+  });
 }
 
 async function migrateOrClose(sql: ReturnType<typeof connect>) {

@@ -1,10 +1,10 @@
-import type { RecordedEvent } from "../domain";
+import { recordedEventBytes, type RecordedEvent } from "../domain";
 import type { LiveSubscriber } from "./live-feed";
 
 export interface QueueLimits {
   /** Most events a live subscriber may have waiting. */
   maxEvents: number;
-  /** Most bytes of event data a live subscriber may have waiting. */
+  /** Most bytes of events (every field: eventBytes) a live subscriber may have waiting. */
   maxBytes: number;
 }
 
@@ -45,7 +45,8 @@ export class LiveQueue implements LiveSubscriber {
     } else {
       this.items.push({ events: selected, reached });
       this.count += selected.length;
-      for (const e of selected) this.bytes += e.data.byteLength;
+      // Every field: metadata, not only data, is what a subscriber that stopped reading holds.
+      for (const e of selected) this.bytes += recordedEventBytes(e);
     }
     if (this.count > this.limits.maxEvents || this.bytes > this.limits.maxBytes) {
       this.overflowed = true;

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { matchesFilter, type RecordedEvent } from "../domain";
+import { matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
 import type { EventStore, Selection } from "../store";
 import type { LiveFeed } from "./live-feed";
 import { LiveQueue, type QueueLimits } from "./live-queue";
@@ -133,9 +133,10 @@ export async function* subscribe(
 }
 
 /**
- * Catch-up pages hold about PAGE_BYTES of event data, whatever the events' size (up to
- * `pageSize` rows), so that a subscriber holds at most two pages (one read ahead) of a few MiB,
- * even in a log of 1 MiB events. The first page is small; the next ones follow what it held.
+ * Catch-up pages hold about PAGE_BYTES of events (every field counted: eventBytes), whatever
+ * their size (up to `pageSize` rows), so that a subscriber holds at most two pages (one read
+ * ahead) of a few MiB, even in a log of 1 MiB events, of data or of metadata. The first page is
+ * small; the next ones follow what it held.
  */
 const PAGE_BYTES = 4 * 1024 * 1024;
 const FIRST_PAGE_ROWS = 16;
@@ -143,7 +144,7 @@ const FIRST_PAGE_ROWS = 16;
 function nextPageRows(events: RecordedEvent[], pageSize: number): number {
   if (events.length === 0) return pageSize;
   let bytes = 0;
-  for (const e of events) bytes += e.data.byteLength + 256;
+  for (const e of events) bytes += recordedEventBytes(e) + 256;
   return Math.max(1, Math.min(pageSize, Math.floor(PAGE_BYTES / (bytes / events.length))));
 }
 

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import fc from "fast-check";
-import { AppendRequestSchema, ExpectedState, type AppendRequest } from "../../gen/eventstore/v1/eventstore_pb";
-import { decodeAppendRequest } from "../../src/api/append-request-decoder";
+import { AppendRequestSchema, ExpectedState, MultiStreamAppendRequestSchema, type AppendRequest } from "../../gen/eventstore/v1/eventstore_pb";
+import { decodeAppendRequest, decodeMultiStreamAppendRequest } from "../../src/api/append-request-decoder";
 
 // Without "__proto__" keys, which protobuf-es cannot hold in a plain object either.
 // Strings that start with a byte order mark now and then: protobuf-es drops it, Buffer keeps it.
@@ -94,6 +94,26 @@ describe("decodeAppendRequest", () => {
     const badUtf8 = Uint8Array.from([0x0a, 0x02, 0xc3, 0x28]); // stream: an invalid two-byte sequence
     expect(decodeAppendRequest(badUtf8)).toBeUndefined();
     expect(reflective(badUtf8)).toBe("throws");
+  });
+
+  it("decodes a multi-stream append as protobuf-es does, whole or damaged", () => {
+    const multi = fc.array(request, { maxLength: 4 }).map((appends) => create(MultiStreamAppendRequestSchema, { appends }));
+    fc.assert(
+      fc.property(multi, fc.option(fc.nat(), { nil: undefined }), (message, cut) => {
+        const whole = toBinary(MultiStreamAppendRequestSchema, message);
+        const bytes = cut === undefined || whole.length === 0 ? whole : whole.subarray(0, cut % whole.length);
+        const decoded = decodeMultiStreamAppendRequest(bytes);
+        if (decoded === undefined) return;
+        let expected: unknown = "throws";
+        try {
+          expected = fromBinary(MultiStreamAppendRequestSchema, bytes);
+        } catch {
+          // protobuf-es refuses it: the decoder must not have answered
+        }
+        expect(decoded).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("keeps the replacement character when it was really sent", () => {

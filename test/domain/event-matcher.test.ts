@@ -135,11 +135,13 @@ describe("strings order by code point, as collate \"C\" does", () => {
 });
 
 describe("regular expressions", () => {
-  it("are ECMAScript with the u flag: . is one code point, \\u{...} and \\p{...} work", () => {
+  it("are RE2: . is one code point, \\x{...}, \\p{...} and inline flags work", () => {
     const event = recorded({ metadata: { e: "😀", u: "Éa" } });
     expect(matchesFilter(matcher(meta("e"), "regex", "^.$"), event)).toBe(true);
-    expect(matchesFilter(matcher(meta("e"), "regex", "^\\u{1F600}$"), event)).toBe(true);
+    expect(matchesFilter(matcher(meta("e"), "regex", "^\\x{1F600}$"), event)).toBe(true);
     expect(matchesFilter(matcher(meta("u"), "regex", "^\\p{Lu}\\p{Ll}$"), event)).toBe(true);
+    expect(matchesFilter(matcher(meta("u"), "regex", "^(?i)éA$"), event)).toBe(true);
+    expect(matchesFilter(matcher(meta("u"), "regex", "^éA$"), event)).toBe(false);
   });
 
   it("match anywhere in the string, and only strings", () => {
@@ -155,11 +157,13 @@ describe("regular expressions", () => {
     for (let i = 0; i < 3; i++) expect(matchesFilter(filter, event)).toBe(true);
   });
 
-  it("are refused when the u flag makes them invalid", () => {
-    expect(() => new RegExp("a{")).not.toThrow();
-    const e = refusal({ eventTypes: [], matchers: [{ field: meta("k"), operator: "regex", value: "a{" }] });
+  it("are refused, with RE2's message, when RE2 cannot parse them", () => {
+    // ECMAScript's \u escape is not RE2 syntax (\x{...} is); a{ is a literal in RE2.
+    const e = refusal({ eventTypes: [], matchers: [{ field: meta("k"), operator: "regex", value: "\\u0041" }] });
     expect(e?.kind).toBe("INVALID_ARGUMENT");
     expect(e?.facts.field).toBe("filter.matchers[0].value");
+    expect(e?.message).toContain("invalid escape sequence");
+    expect(matchesFilter(matcher(meta("k"), "regex", "a{"), recorded({ metadata: { k: "a{" } }))).toBe(true);
   });
 });
 

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -9,14 +11,13 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../.
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 
 import { withDatabase } from "../support/postgres-url";
+import { withoutSettings } from "../support/server-env";
 
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
 const MIGRATION_VERSIONS = readdirSync(join(__dirname, "../../src/store/postgres/migrations"))
   .filter((f) => /^\d{4}_.+\.sql$/.test(f))
   .map((f) => Number(f.slice(0, 4)))
   .sort((a, b) => a - b);
-// Settings the server reads from the environment: the tests say each one they mean.
-const SETTING_VARIABLES = /^(HOST|PORT|DATABASE_URL|DATA_DIR|DB_POOL_SIZE|TLS_CERT|TLS_KEY|LOG_LEVEL|SHUTDOWN_GRACE_MS|MAX_[A-Z_]+)$/;
 
 interface Cli {
   child: ChildProcess;
@@ -30,7 +31,7 @@ interface Cli {
 const running = new Set<ChildProcess>();
 
 function cli(args: string[], env: Record<string, string> = {}): Cli {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SETTING_VARIABLES.test(k)));
+  const base = withoutSettings();
   const child = spawn(process.execPath, [MAIN, ...args], { env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   let out = "";
@@ -309,5 +310,67 @@ describe("eventstore serve", () => {
     } finally {
       await new Promise((resolve) => blocker.close(resolve));
     }
+  });
+});
+
+describe("the safe default", () => {
+  let authDir: string;
+  beforeAll(() => {
+    authDir = mkdtempSync(join(tmpdir(), "eventstore-cli-auth-"));
+    writeFileSync(join(authDir, "auth.yaml"), "rules: []\n");
+  });
+  afterAll(() => rmSync(authDir, { recursive: true, force: true }));
+
+  test("without authentication it serves loopback only, and its ready line says so", async () => {
+    const p = cli(["serve"], { DATA_DIR: "memory", PORT: "0" });
+    const ready = await p.waitForLog("ready");
+    expect(ready.address).toBe(`http://127.0.0.1:${ready.port as number}`);
+    expect(ready.authentication).toBe("none: loopback only");
+    expect(await stop(p)).toEqual({ code: 0, signal: null });
+  });
+
+  test("another address without authentication is refused at start, naming both ways out", async () => {
+    const p = cli(["serve"], { DATA_DIR: "memory", PORT: "0", HOST: "0.0.0.0" });
+    expect((await p.exited).code).toBe(2);
+    expect(p.stderr()).toContain("--auth-file");
+    expect(p.stderr()).toContain("--insecure");
+    expect(p.logs.find((l) => l.msg === "ready")).toBeUndefined();
+  });
+
+  test.each([
+    ["the flag", ["serve", "--insecure"], {}],
+    ["INSECURE=true", ["serve"], { INSECURE: "true" }],
+  ])("--insecure (%s) serves anonymous clients on every address, and the ready line warns", async (_how, args, env) => {
+    const p = cli(args, { DATA_DIR: "memory", PORT: "0", HOST: "0.0.0.0", ...env });
+    const ready = await p.waitForLog("ready");
+    expect(ready.address).toBe(`http://0.0.0.0:${ready.port as number}`);
+    expect(ready.authentication).toMatch(/--insecure, anyone/);
+    expect(await servingStatus(ready.port as number)).toBe(ServingStatus.SERVING);
+    expect(await stop(p)).toEqual({ code: 0, signal: null });
+  });
+
+  test("with an auth file it listens on every address; SIGHUP reads the file again", async () => {
+    const p = cli(["serve"], { DATA_DIR: "memory", PORT: "0", AUTH_FILE: join(authDir, "auth.yaml") });
+    const ready = await p.waitForLog("ready");
+    expect(ready.address).toBe(`http://0.0.0.0:${ready.port as number}`);
+    p.child.kill("SIGHUP");
+    expect(await p.waitForLog("auth configuration reloaded")).toMatchObject({ rules: 0 });
+    expect(await stop(p)).toEqual({ code: 0, signal: null });
+  });
+
+  test("an auth file with a mistake stops the start, naming the file and the place", async () => {
+    writeFileSync(join(authDir, "bad.yaml"), "rules:\n  - principals: [a]\n    permissions: [reed]\n");
+    const p = cli(["serve"], { DATA_DIR: "memory", PORT: "0", AUTH_FILE: join(authDir, "bad.yaml") });
+    expect((await p.exited).code).toBe(1);
+    expect(p.stderr()).toContain(`${join(authDir, "bad.yaml")}: rules[0].permissions[0]: must be one of read, write`);
+  });
+
+  test("eventstore token prints a new key and the SHA-256 line the auth file takes", async () => {
+    const p = cli(["token"]);
+    expect((await p.exited).code).toBe(0);
+    const [, token] = /^  (\S+)$/m.exec(p.stdout()) ?? [];
+    const [, hash] = /sha256: ([0-9a-f]{64})$/m.exec(p.stdout()) ?? [];
+    expect(token.length).toBeGreaterThanOrEqual(43);
+    expect(createHash("sha256").update(token).digest("hex")).toBe(hash);
   });
 });

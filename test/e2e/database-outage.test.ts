@@ -9,9 +9,9 @@ import { EventStoreService, ExpectedState, ProposedEventSchema, type ProposedEve
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
+import { withoutSettings } from "../support/server-env";
 
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
-const SETTING_VARIABLES = /^(HOST|PORT|DATABASE_URL|DATA_DIR|DB_POOL_SIZE|TLS_CERT|TLS_KEY|LOG_LEVEL|SHUTDOWN_GRACE_MS|MAX_[A-Z_]+)$/;
 
 /** A TCP proxy to PostgreSQL that the test can cut (every connection dropped, none accepted) and restore. */
 interface Proxy {
@@ -199,7 +199,7 @@ describe("when the database goes away under a running server", () => {
 describe("when the database is down as the server starts", () => {
   test("it logs that it is retrying, and becomes ready once the database comes up", async () => {
     await proxy.down();
-    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SETTING_VARIABLES.test(k)));
+    const base = withoutSettings();
     const child = spawn(process.execPath, [MAIN, "serve"], {
       env: { ...base, HOST: "127.0.0.1", PORT: "0", DATABASE_URL: viaProxy(db.url, proxy) },
       stdio: ["ignore", "pipe", "pipe"],

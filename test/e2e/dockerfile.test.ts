@@ -48,6 +48,9 @@ describe("the Dockerfile", () => {
     expect(runtimeStage).toMatch(/^VOLUME \["\/data"\]$/m);
     expect(runtimeStage).toMatch(/^EXPOSE 50051$/m);
     expect(runtimeStage).not.toMatch(/DATABASE_URL=/);
+    // It listens beyond loopback, so it must be given authentication or told INSECURE=true.
+    expect(runtimeStage).toMatch(/^\s+HOST=0\.0\.0\.0 \\$/m);
+    expect(runtimeStage).toMatch(/^\s+INSECURE=false \\$/m);
     expect(cmd()).toEqual(["node", "--max-semi-space-size=32", "dist/src/server/main.js", "serve"]);
     // USER must come before CMD, and the volume's owner must be set before it is declared.
     expect(runtimeStage.indexOf("USER node")).toBeLessThan(runtimeStage.indexOf("CMD "));
@@ -112,6 +115,21 @@ describe("the runtime stage, outside Docker", () => {
     },
     120_000,
   );
+
+  test("refuses to start on 0.0.0.0 without an auth file or INSECURE=true, saying which to give", async () => {
+    const [node, ...args] = cmd();
+    const child = spawn(node === "node" ? process.execPath : node, args, {
+      cwd: app,
+      env: { PATH: process.env.PATH, NODE_ENV: "production", HOST: "0.0.0.0", INSECURE: "false", PORT: "0", DATA_DIR: data },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let stderr = "";
+    child.stderr!.on("data", (chunk) => (stderr += chunk));
+    const code = await new Promise((done) => child.once("exit", done));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--auth-file \(AUTH_FILE\).*--insecure \(INSECURE=true\)/s);
+  });
 
   /** Starts the image's CMD with the image's environment, on a free port; resolves when ready. */
   async function startServer(): Promise<{ port: number; stop(): Promise<{ code: number | null; signal: string | null }> }> {

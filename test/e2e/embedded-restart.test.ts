@@ -12,9 +12,9 @@ import {
   ProposedEventSchema,
   type RecordedEvent,
 } from "../../gen/eventstore/v1/eventstore_pb";
+import { withoutSettings } from "../support/server-env";
 
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
-const SETTING_VARIABLES = /^(HOST|PORT|DATABASE_URL|DATA_DIR|DB_POOL_SIZE|TLS_CERT|TLS_KEY|LOG_LEVEL|SHUTDOWN_GRACE_MS|MAX_[A-Z_]+)$/;
 
 interface ServerProcess {
   child: ChildProcess;
@@ -27,7 +27,7 @@ const running = new Set<ChildProcess>();
 
 /** `eventstore serve` with no DATABASE_URL: the embedded database in `dataDir`. */
 async function startEmbedded(dataDir: string): Promise<ServerProcess> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SETTING_VARIABLES.test(k)));
+  const base = withoutSettings();
   const child = spawn(process.execPath, [MAIN, "serve"], {
     // TMPDIR: the embedded database's socket directory, which a killed process leaves behind.
     env: { ...base, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, TMPDIR: scratch },

@@ -14,9 +14,9 @@ import {
 } from "../../gen/eventstore/v1/eventstore_pb";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
+import { withoutSettings } from "../support/server-env";
 
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
-const SETTING_VARIABLES = /^(HOST|PORT|DATABASE_URL|DATA_DIR|DB_POOL_SIZE|TLS_CERT|TLS_KEY|LOG_LEVEL|SHUTDOWN_GRACE_MS|MAX_[A-Z_]+)$/;
 
 interface ServerProcess {
   child: ChildProcess;
@@ -30,7 +30,7 @@ const running = new Set<ChildProcess>();
 
 /** Starts `eventstore serve` as a process and resolves once it logs "ready". */
 async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SETTING_VARIABLES.test(k)));
+  const base = withoutSettings();
   const child = spawn(process.execPath, [MAIN, "serve"], {
     env: { ...base, HOST: "127.0.0.1", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],

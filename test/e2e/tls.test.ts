@@ -12,9 +12,9 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { EventStoreService, ProposedEventSchema, type RecordedEvent } from "../../gen/eventstore/v1/eventstore_pb";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
+import { withoutSettings } from "../support/server-env";
 
 const MAIN = join(__dirname, "../../dist/src/server/main.js");
-const SETTING_VARIABLES = /^(HOST|PORT|DATABASE_URL|DATA_DIR|DB_POOL_SIZE|TLS_CERT|TLS_KEY|LOG_LEVEL|SHUTDOWN_GRACE_MS|MAX_[A-Z_]+)$/;
 
 let dir: string;
 let ca: Buffer;
@@ -34,7 +34,7 @@ beforeAll(async () => {
   ca = readFileSync(join(dir, "cert.pem"));
   db = await createTestDatabase();
 
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SETTING_VARIABLES.test(k)));
+  const base = withoutSettings();
   child = spawn(process.execPath, [MAIN, "serve"], {
     env: { ...base, HOST: "127.0.0.1", PORT: "0", DATABASE_URL: db.url, TLS_CERT: join(dir, "cert.pem"), TLS_KEY: join(dir, "key.pem") },
     stdio: ["ignore", "pipe", "pipe"],

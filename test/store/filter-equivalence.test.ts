@@ -34,8 +34,9 @@ const KEYS = ["tenant", "n", "tags", "obj", "flag", "😀", "a-b"];
 const STRINGS = ["", "t1", "t2", "T1", "a", "é", "😀", "𝔸", "\uE000", "\uFFFD", "1", "true", "null"];
 const NUMBERS = [0, 1, -1, 2, 3, 0.5, -1.5, 10.25, 0.1, 1e21, 1e-7, 2 ** 53, -(2 ** 31)];
 const PATTERNS = [
-  "^t[12]$", "^.$", "^..$", "😀", "^\\u{1F600}", "[\\uE000-\\uFFFF]", "[\\u{10000}-\\u{10FFFF}]", "a|é",
+  "^t[12]$", "^.$", "^..$", "😀", "^\\x{1F600}", "[\\x{E000}-\\x{FFFF}]", "[\\x{10000}-\\x{10FFFF}]", "a|é",
   "^$", "\\d", "^[^a]", "-", "^Op", "ed$", "\\p{Lu}", "^[0-9a-f]{8}-", "\\w+", "^(?:a|b)+-",
+  "(?i)^t1$", "\\pL{2}",
 ];
 // Metadata as other writers may send it: jsonb keeps these decimals as written.
 const RAW_METADATA = [

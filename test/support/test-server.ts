@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, silentLogger, type Limits } from "../../src/domain";
+import { DEFAULT_LIMITS, silentLogger, type Limits, type Logger } from "../../src/domain";
 import type { StoreLocation } from "../../src/store";
 import { loadConfig, type Config } from "../../src/server/config";
 import { startServer, type RunningServer } from "../../src/server/start-server";
@@ -13,6 +13,7 @@ export async function startTestServer(
   location: StoreLocation,
   limits: Partial<Limits> = {},
   settings: Partial<Config> = {},
+  log: Logger = silentLogger,
 ): Promise<TestServer> {
   const config: Config = {
     ...loadConfig([], {}),
@@ -23,6 +24,6 @@ export async function startTestServer(
     shutdownGraceMs: 2000,
     ...settings,
   };
-  const server = await startServer(config, silentLogger);
+  const server = await startServer(config, log);
   return Object.assign(server, { url: `http://127.0.0.1:${server.port}` });
 }

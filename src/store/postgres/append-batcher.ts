@@ -1,7 +1,7 @@
 import { EventStoreError, type StreamAppend } from "../../domain";
 import type { AppendResult } from "../event-store";
 import type { AppendOutcome } from "./append";
-import { toEventStoreError } from "./database-error";
+import { toEventStoreError, type ErrorContext } from "./database-error";
 
 export interface AppendBatcherOptions {
   /** Runs one batch in one transaction (appendBatch); throws when the whole statement failed. */
@@ -11,12 +11,23 @@ export interface AppendBatcherOptions {
   maxBytes: number;
   /** Called after each batch that wrote, with the last position it took. */
   onCommit(lastPosition: bigint): void;
+  /** For the errors of a failed batch (the statement timeout they name). */
+  errorContext?: ErrorContext;
+}
+
+/** The outcome of an append whose caller went away before it was sent again. */
+class Aborted {
+  constructor(readonly reason: unknown) {}
 }
 
 interface Waiting {
   appends: StreamAppend[];
   events: number;
   bytes: number;
+  /** The caller's: while the append waits, an abort takes it out, answered with the reason. */
+  signal?: AbortSignal;
+  /** Takes the append out of the queue when its signal aborts. */
+  leave(): void;
   resolve(results: AppendResult[]): void;
   reject(error: unknown): void;
 }
@@ -31,7 +42,12 @@ interface Waiting {
  * neighbours their results. If the batch's statement fails as a whole (a race with another
  * server on an event id, or anything unexpected), nothing of it was written, and each append is
  * tried again alone, so that one bad append never fails its neighbours. When the database is
- * unreachable, every append of the batch gets that error: retrying alone could not do better.
+ * unreachable, or the statement ran past the statement timeout, every append of the batch gets
+ * that error: retrying alone could not do better, and would take as long again for each.
+ *
+ * An append whose caller has gone (its signal aborted: a cancel, a deadline, a shutdown) while
+ * it waits is not sent: it leaves the queue at once and is answered with the signal's reason.
+ * Once sent it is not withdrawn: its answer is the database's.
  */
 export function createAppendBatcher(options: AppendBatcherOptions) {
   const waiting: Waiting[] = [];
@@ -56,8 +72,9 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
     try {
       while (waiting.length > 0) {
         const batch = take();
+        for (const w of batch) w.signal?.removeEventListener("abort", w.leave);
         // settle answers every append; should it throw all the same, none is left waiting.
-        await settle(batch).catch((e) => batch.forEach((w) => w.reject(toEventStoreError(e))));
+        await settle(batch).catch((e) => batch.forEach((w) => w.reject(toEventStoreError(e, options.errorContext))));
       }
     } finally {
       writing = false;
@@ -65,22 +82,24 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
   }
 
   async function settle(batch: Waiting[]): Promise<void> {
-    let outcomes: AppendOutcome[];
+    let outcomes: (AppendOutcome | Aborted)[];
     try {
       outcomes = await options.run(batch.map((w) => w.appends));
     } catch (e) {
-      const error = toEventStoreError(e);
-      if (batch.length === 1 || error.kind === "UNAVAILABLE") {
+      const error = toEventStoreError(e, options.errorContext);
+      if (batch.length === 1 || error.kind === "UNAVAILABLE" || error.kind === "STATEMENT_TIMEOUT") {
         for (const w of batch) w.reject(error);
         return;
       }
+      // Nothing of the batch was written: each goes again alone, unless its caller has gone.
       outcomes = [];
-      for (const w of batch) outcomes.push(await alone(w));
+      for (const w of batch) outcomes.push(w.signal?.aborted ? new Aborted(w.signal.reason) : await alone(w));
     }
     let last = 0n;
     batch.forEach((w, i) => {
       const outcome = outcomes[i];
       if (outcome instanceof EventStoreError) return w.reject(outcome);
+      if (outcome instanceof Aborted) return w.reject(outcome.reason);
       for (const r of outcome) if (!r.replayed && r.positions.at(-1)! > last) last = r.positions.at(-1)!;
       w.resolve(outcome);
     });
@@ -91,13 +110,17 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
     try {
       return (await options.run([w.appends]))[0];
     } catch (e) {
-      return toEventStoreError(e);
+      return toEventStoreError(e, options.errorContext);
     }
   }
 
   return {
-    /** Appends one caller's streams (all or nothing) as part of the next batch. */
-    append(appends: StreamAppend[]): Promise<AppendResult[]> {
+    /**
+     * Appends one caller's streams (all or nothing) as part of the next batch; rejects with the
+     * signal's reason, having sent nothing, if it aborts before the append is sent.
+     */
+    append(appends: StreamAppend[], signal?: AbortSignal): Promise<AppendResult[]> {
+      if (signal?.aborted) return Promise.reject(signal.reason);
       let events = 0;
       let bytes = 0;
       for (const a of appends) {
@@ -105,8 +128,23 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
         for (const e of a.events) bytes += e.data.byteLength;
       }
       return new Promise<AppendResult[]>((resolve, reject) => {
-        waiting.push({ appends, events, bytes, resolve, reject });
-        if (!writing) void write();
+        const w: Waiting = {
+          appends,
+          events,
+          bytes,
+          signal,
+          leave: () => {
+            const at = waiting.indexOf(w);
+            if (at >= 0) waiting.splice(at, 1);
+            reject(signal!.reason);
+          },
+          resolve,
+          reject,
+        };
+        waiting.push(w);
+        // With no batch in flight, it is taken (sent) at once: only one that waits listens.
+        if (writing) signal?.addEventListener("abort", w.leave, { once: true });
+        else void write();
       });
     },
   };

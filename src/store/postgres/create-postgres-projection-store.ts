@@ -10,7 +10,7 @@ import {
   type ProjectionStatus,
 } from "../../domain";
 import type { ProjectionStore } from "../projection-store";
-import { guard } from "./database-error";
+import { guard as guardWith, type ErrorContext } from "./database-error";
 import {
   acquireProjectionLease,
   createProjection,
@@ -25,7 +25,8 @@ import {
 import type { Sql } from "./sql";
 
 /** The projection records on PostgreSQL: every input validated, every failure a store error. */
-export function createPostgresProjectionStore(sql: Sql, limits: Limits): ProjectionStore {
+export function createPostgresProjectionStore(sql: Sql, limits: Limits, errors: ErrorContext = {}): ProjectionStore {
+  const guard = <T>(work: () => T | Promise<T>) => guardWith(work, errors);
   return {
     create: (p) =>
       guard(() => {

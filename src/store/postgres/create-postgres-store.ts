@@ -12,7 +12,8 @@ import { appendBatch } from "./append";
 import { createAppendBatcher } from "./append-batcher";
 import { commitCheckpoint, getCheckpoint } from "./checkpoints";
 import { listenForCommits, type OpenListenConnection } from "./commit-listener";
-import { guard, toEventStoreError } from "./database-error";
+import type { Cancellation } from "./cancellable";
+import { guard as guardWith, toEventStoreError } from "./database-error";
 import { createPostgresProjectionStore } from "./create-postgres-projection-store";
 import { resolveLinks } from "./resolve-links";
 import { migrate } from "./migrate";
@@ -37,6 +38,13 @@ export interface PostgresStoreOptions {
   /** How often the LISTEN connection is proven alive. */
   listenProbeIntervalMs?: number;
   log?: Logger;
+  /** The statement timeout the connections were opened with (see sql.ts), named in its errors. */
+  statementTimeoutMs?: number;
+  /**
+   * Whether a statement in flight can be cancelled when its caller goes away (the default);
+   * false on PGlite, which ignores cancel requests (see cancellable.ts).
+   */
+  cancelInFlight?: boolean;
 }
 
 const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 1000 };
@@ -50,17 +58,24 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const page = { ...DEFAULT_PAGE, ...options.page };
   const watchers = new Set<CommitWatcher>();
-  // Validation runs inside the guard, so that bad input surfaces where the caller awaits.
-  async function* guardIterable<T>(source: () => AsyncIterable<T>): AsyncGenerator<T> {
+  const errors = { statementTimeoutMs: options.statementTimeoutMs || undefined };
+  const guard = <T>(work: () => T | Promise<T>, signal?: AbortSignal) => guardWith(work, { ...errors, signal });
+  const cancellation = (signal?: AbortSignal): Cancellation | undefined =>
+    signal && { signal, cancelInFlight: options.cancelInFlight ?? true };
+  // Validation runs inside the guard, so that bad input surfaces where the caller awaits. A
+  // read whose caller has gone ends there, whatever its last statement answered.
+  async function* guardIterable<T>(source: () => AsyncIterable<T>, signal?: AbortSignal): AsyncGenerator<T> {
     try {
       yield* source();
     } catch (e) {
-      throw toEventStoreError(e);
+      if (signal?.aborted) return;
+      throw toEventStoreError(e, errors);
     }
   }
   // A batch is never larger than the largest single append may be.
   const batcher = createAppendBatcher({
     run: (batch) => appendBatch(sql, batch),
+    errorContext: errors,
     maxEvents: limits.maxAppendEvents,
     maxBytes: limits.maxAppendBytes,
     // Wake this process's subscribers at once; other servers hear the NOTIFY.
@@ -69,21 +84,21 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     },
   });
   return {
-    append: (appends) =>
+    append: (appends, signal) =>
       guard(async () => {
         validateAppends(appends, limits);
-        return batcher.append(appends);
-      }),
+        return batcher.append(appends, signal);
+      }, signal),
     readStream: (stream, opts, signal) =>
       guardIterable(() => {
         validateStreamName(stream);
-        return readStream(sql, stream, opts, page, signal);
-      }),
+        return readStream(sql, stream, opts, page, cancellation(signal));
+      }, signal),
     readAll: (opts, signal) =>
       guardIterable(() => {
         validateFilter(opts.filter, limits);
-        return readAll(sql, opts, page, signal);
-      }),
+        return readAll(sql, opts, page, cancellation(signal));
+      }, signal),
     listStreams: (opts) => guard(() => listStreams(sql, opts)),
     getStream: (stream) =>
       guard(() => {
@@ -95,11 +110,11 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
         validateStreamName(stream);
         return deleteStream(sql, stream, expected, mode);
       }),
-    readAfter: (selection, after, limit) =>
+    readAfter: (selection, after, limit, signal) =>
       guard(() => {
         validateFilter(selection.filter, limits);
-        return readAfter(sql, selection, after, limit);
-      }),
+        return readAfter(sql, selection, after, limit, cancellation(signal));
+      }, signal),
     head: () => guard(async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position),
     positionOf: (stream, revision) =>
       guard(async () => {
@@ -108,7 +123,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
         return row?.position;
       }),
     resolveLinks: (events) => guard(() => resolveLinks(sql, events)),
-    projections: createPostgresProjectionStore(sql, limits),
+    projections: createPostgresProjectionStore(sql, limits, errors),
     commitCheckpoint: (name, position) =>
       guard(() => {
         validateSubscriptionName(name);

@@ -13,12 +13,21 @@ interface PgError {
   constraint_name?: string;
 }
 
+/** What the translation needs to know of the store and of the call. */
+export interface ErrorContext {
+  /** The store's statement timeout, named in the error of a statement that ran past it. */
+  statementTimeoutMs?: number;
+  /** The caller's signal: its reason, when it is what the work threw, passes through as it is. */
+  signal?: AbortSignal;
+}
+
 /** Runs store work, so that every failure, validation included, surfaces as a store error. */
-export async function guard<T>(work: () => T | Promise<T>): Promise<T> {
+export async function guard<T>(work: () => T | Promise<T>, context: ErrorContext = {}): Promise<T> {
   try {
     return await work();
   } catch (e) {
-    throw toEventStoreError(e);
+    if (context.signal?.aborted && e === context.signal.reason) throw e;
+    throw toEventStoreError(e, context);
   }
 }
 
@@ -27,9 +36,9 @@ export async function guard<T>(work: () => T | Promise<T>): Promise<T> {
  * SQLSTATEs and constraint names become domain facts. The original error stays as the cause,
  * for logs; its text never reaches a client.
  */
-export function toEventStoreError(e: unknown): EventStoreError {
+export function toEventStoreError(e: unknown, context: ErrorContext = {}): EventStoreError {
   if (e instanceof EventStoreError) return e;
-  const err = (e ?? {}) as PgError;
+  const err = (e ?? {}) as PgError & { message?: string };
   const code = String(err.code ?? "");
   const facts = parseDetail(err.detail);
   switch (code) {
@@ -54,11 +63,28 @@ export function toEventStoreError(e: unknown): EventStoreError {
       break;
     case "2201B":
       return invalidArgument("filter.matchers", "invalid regular expression");
+    case "57014":
+      // Also the answer to a cancel request. The store's own cancels are answered with the
+      // caller's abort reason before they get here; one sent by an operator (pg_cancel_backend)
+      // says "user request", and the statement, rolled back, may simply be tried again.
+      if (/user request/.test(String(err.message))) break;
+      return statementTimeout(context.statementTimeoutMs, e);
   }
-  if (CONNECTION_CODES.has(code) || code.startsWith("08")) {
+  if (CONNECTION_CODES.has(code) || code.startsWith("08") || code === "57014") {
     return new EventStoreError("UNAVAILABLE", "The database is unavailable; retry later", {}, { cause: e });
   }
   return new EventStoreError("INTERNAL", "Internal error", {}, { cause: e });
+}
+
+/** The request cost more database time than one statement may take; nothing of it was written. */
+function statementTimeout(ms: number | undefined, cause: unknown) {
+  const limit = ms === undefined ? "the statement timeout" : `the statement timeout of ${ms} ms`;
+  return new EventStoreError(
+    "STATEMENT_TIMEOUT",
+    `The request's database work ran past ${limit} (setting statement-timeout-ms)`,
+    ms === undefined ? { setting: "statement-timeout-ms" } : { setting: "statement-timeout-ms", limit_ms: String(ms) },
+    { cause },
+  );
 }
 
 function duplicateEventId(stream: string | undefined, id: string | undefined, cause: unknown) {

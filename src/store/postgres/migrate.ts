@@ -23,9 +23,15 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * Applies the migrations not yet applied, in order, in one transaction under an advisory lock:
  * servers starting together take turns, and the later ones find nothing left to do.
  * Returns the versions it applied.
+ *
+ * Migrations run without the statement timeout: one may build an index over the whole log,
+ * and a server waits for another's migration on the lock. Cut short, a migration would roll
+ * back, and every start after it would fail the same way; they are an operator's deliberate
+ * step, run once, not a client's request.
  */
 export async function migrate(sql: Sql, migrations = loadMigrations()): Promise<number[]> {
   return sql.begin(async (tx) => {
+    await tx`set local statement_timeout = 0`;
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
     await tx`create schema if not exists eventstore`;
     await tx`

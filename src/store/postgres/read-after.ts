@@ -1,5 +1,6 @@
 import { matchesFilter } from "../../domain/event-matcher";
 import type { CatchUpPage, Selection } from "../event-store";
+import { cancellable, type Cancellation } from "./cancellable";
 import { eventColumns, toRecordedEvent, type EventRow } from "./event-row";
 import { filterSql } from "./filter-sql";
 import type { Sql } from "./sql";
@@ -11,11 +12,17 @@ import type { Sql } from "./sql";
  * head is in the page's snapshot: when the page is not full, the log is known to be scanned up
  * to the head, even if the filter matched nothing there.
  */
-export async function readAfter(sql: Sql, selection: Selection, after: bigint, limit: number): Promise<CatchUpPage> {
+export async function readAfter(
+  sql: Sql,
+  selection: Selection,
+  after: bigint,
+  limit: number,
+  cancellation?: Cancellation,
+): Promise<CatchUpPage> {
   const stream = selection.stream;
   // One statement, so the head and the page share a snapshot; the head row always comes back,
   // with no event columns when nothing follows `after`.
-  const rows = await sql<(EventRow & { head: bigint })[]>`
+  const rows = await cancellable(sql<(EventRow & { head: bigint })[]>`
     select h.position as head, e.*
       from eventstore.log h
       left join lateral (
@@ -25,7 +32,7 @@ export async function readAfter(sql: Sql, selection: Selection, after: bigint, l
            ${selection.afterRevision === undefined ? sql`` : sql`and e.revision > ${selection.afterRevision}`}
            and ${filterSql(sql, selection.filter)}
          order by e.position limit ${limit}
-      ) e on true`;
+      ) e on true`, cancellation);
   const head = rows[0].head;
   const found = rows[0].position === null ? [] : rows;
   // The SQL is a superset (regular expressions run here only); the in-memory filter decides.

@@ -1,6 +1,7 @@
 import type { RecordedEvent } from "../../domain";
 import { hasRegexMatchers, matchesRegexMatchers } from "../../domain/event-matcher";
 import type { ReadAllOptions } from "../event-store";
+import { cancellable, type Cancellation } from "./cancellable";
 import { eventColumns, nextPageSize, toRecordedEvent, type EventRow } from "./event-row";
 import { filterSql } from "./filter-sql";
 import type { PageSettings } from "./read-stream";
@@ -16,26 +17,32 @@ export async function* readAll(
   sql: Sql,
   options: ReadAllOptions,
   page: PageSettings,
-  signal?: AbortSignal,
+  cancellation?: Cancellation,
 ): AsyncGenerator<RecordedEvent[]> {
+  const signal = cancellation?.signal;
   const forwards = options.direction === "forwards";
   const where = filterSql(sql, options.filter);
   const passes = hasRegexMatchers(options.filter)
     ? (e: RecordedEvent) => matchesRegexMatchers(options.filter, e)
     : undefined;
   let remaining = options.limit && options.limit > 0n ? options.limit : -1n;
-  let from = options.fromPosition ?? (forwards ? 0n : (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position);
+  let from =
+    options.fromPosition ??
+    (forwards ? 0n : (await cancellable(sql<{ position: bigint }[]>`select position from eventstore.log`, cancellation))[0].position);
   let size = Math.min(100, page.maxPageRows);
   while (remaining !== 0n && !signal?.aborted) {
     // Rows that the regular expressions may drop do not count: scan whole pages then.
     const take = !passes && remaining > 0n && remaining < BigInt(size) ? Number(remaining) : size;
-    const rows = forwards
-      ? await sql<EventRow[]>`
-          select ${eventColumns(sql)} from eventstore.events e
-           where e.position >= ${from} and ${where} order by e.position asc limit ${take}`
-      : await sql<EventRow[]>`
-          select ${eventColumns(sql)} from eventstore.events e
-           where e.position <= ${from} and ${where} order by e.position desc limit ${take}`;
+    const rows = await cancellable(
+      forwards
+        ? sql<EventRow[]>`
+            select ${eventColumns(sql)} from eventstore.events e
+             where e.position >= ${from} and ${where} order by e.position asc limit ${take}`
+        : sql<EventRow[]>`
+            select ${eventColumns(sql)} from eventstore.events e
+             where e.position <= ${from} and ${where} order by e.position desc limit ${take}`,
+      cancellation,
+    );
     if (rows.length === 0) return;
     const scanned = rows.map(toRecordedEvent);
     let events = passes ? scanned.filter(passes) : scanned;

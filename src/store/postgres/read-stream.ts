@@ -1,6 +1,7 @@
 import type { RecordedEvent } from "../../domain";
 import { EventStoreError } from "../../domain";
 import type { ReadStreamOptions } from "../event-store";
+import { cancellable, type Cancellation } from "./cancellable";
 import { eventColumns, nextPageSize, toRecordedEvent, type EventRow } from "./event-row";
 import type { Sql } from "./sql";
 
@@ -19,10 +20,14 @@ export async function* readStream(
   stream: string,
   options: ReadStreamOptions,
   page: PageSettings,
-  signal?: AbortSignal,
+  cancellation?: Cancellation,
 ): AsyncGenerator<RecordedEvent[]> {
-  const [head] = await sql<{ first_revision: bigint; revision: bigint; deleted: boolean; tombstoned: boolean }[]>`
-    select first_revision, revision, deleted, tombstoned from eventstore.streams where name = ${stream}`;
+  const signal = cancellation?.signal;
+  const [head] = await cancellable(
+    sql<{ first_revision: bigint; revision: bigint; deleted: boolean; tombstoned: boolean }[]>`
+      select first_revision, revision, deleted, tombstoned from eventstore.streams where name = ${stream}`,
+    cancellation,
+  );
   if (!head || head.revision < 0n) throw new EventStoreError("STREAM_NOT_FOUND", `Stream ${stream} not found`, { stream });
   if (head.tombstoned) throw new EventStoreError("STREAM_TOMBSTONED", `Stream ${stream} is tombstoned`, { stream });
   if (head.deleted) throw new EventStoreError("STREAM_DELETED", `Stream ${stream} is deleted`, { stream });
@@ -33,15 +38,18 @@ export async function* readStream(
   let size = Math.min(100, page.maxPageRows);
   while (remaining !== 0n && !signal?.aborted) {
     const take = remaining > 0n && remaining < BigInt(size) ? Number(remaining) : size;
-    const rows = forwards
-      ? await sql<EventRow[]>`
-          select ${eventColumns(sql)} from eventstore.events e
-           where e.stream = ${stream} and e.revision >= ${from > head.first_revision ? from : head.first_revision}
-           order by e.revision asc limit ${take}`
-      : await sql<EventRow[]>`
-          select ${eventColumns(sql)} from eventstore.events e
-           where e.stream = ${stream} and e.revision <= ${from} and e.revision >= ${head.first_revision}
-           order by e.revision desc limit ${take}`;
+    const rows = await cancellable(
+      forwards
+        ? sql<EventRow[]>`
+            select ${eventColumns(sql)} from eventstore.events e
+             where e.stream = ${stream} and e.revision >= ${from > head.first_revision ? from : head.first_revision}
+             order by e.revision asc limit ${take}`
+        : sql<EventRow[]>`
+            select ${eventColumns(sql)} from eventstore.events e
+             where e.stream = ${stream} and e.revision <= ${from} and e.revision >= ${head.first_revision}
+             order by e.revision desc limit ${take}`,
+      cancellation,
+    );
     if (rows.length === 0) return;
     yield rows.map(toRecordedEvent);
     if (remaining > 0n) remaining -= BigInt(rows.length);

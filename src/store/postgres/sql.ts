@@ -10,6 +10,12 @@ export interface ConnectOptions {
   path?: string;
   /** Pool size. */
   max?: number;
+  /**
+   * PostgreSQL ends any statement of these connections that runs longer (SQLSTATE 57014); 0 or
+   * unset: no limit. Sent as a startup parameter, so it holds from the first statement of every
+   * connection, reconnections included. (PGlite accepts it and ignores it: see open-store.ts.)
+   */
+  statementTimeoutMs?: number;
   /** A LISTEN connection: never closed for idleness or age. */
   onnotify?: (channel: string, payload: string) => void;
   onclose?: () => void;
@@ -28,7 +34,10 @@ export function connect(options: ConnectOptions): Sql {
     idle_timeout: 60,
     onnotice: () => {},
     types: { bigint: postgres.BigInt },
-    connection: { application_name: "eventstore" },
+    connection: {
+      application_name: "eventstore",
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    },
     ...(options.onnotify ? { onnotify: options.onnotify, idle_timeout: undefined, max_lifetime: null } : {}),
     ...(options.onclose ? { onclose: options.onclose } : {}),
   };

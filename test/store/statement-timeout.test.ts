@@ -1,0 +1,165 @@
+import { randomUUID } from "node:crypto";
+import postgres from "postgres";
+import type { ProposedEvent } from "../../src/domain";
+import { connect, openStore, type EventStore } from "../../src/store";
+import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeLog } from "../support/slow-log";
+import { createTestDatabase, type TestDatabase } from "../support/test-database";
+import { until } from "../support/until";
+
+// About 1 s of PostgreSQL work for the costly filter, five times the timeout below.
+const EVENTS = 50_000;
+const TIMEOUT_MS = 200;
+
+let db: TestDatabase;
+let store: EventStore;
+let activity: ReturnType<typeof watchActivity>;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const writer = await openStore({ location: { kind: "postgres", url: db.url } });
+  await writeLog(writer, EVENTS);
+  await writer.close();
+  store = await openStore({ location: { kind: "postgres", url: db.url }, statementTimeoutMs: TIMEOUT_MS });
+  activity = watchActivity(db.name);
+}, 120_000);
+
+afterAll(async () => {
+  await activity?.close();
+  await store?.close();
+  await db?.drop();
+});
+
+const event = (): ProposedEvent => ({ id: randomUUID(), type: "Tested", contentType: "application/json", data: new TextEncoder().encode("{}"), metadata: {} });
+
+async function failure(work: () => Promise<unknown>): Promise<{ error: unknown; ms: number }> {
+  const started = Date.now();
+  try {
+    await work();
+  } catch (error) {
+    return { error, ms: Date.now() - started };
+  }
+  throw new Error("expected a failure");
+}
+
+describe("every statement runs under the statement timeout", () => {
+  it("is set on each connection from the setting, and 0 sets none", async () => {
+    for (const [ms, shown] of [[1234, "1234ms"], [0, "0"]] as const) {
+      const sql = connect({ url: db.url, max: 1, statementTimeoutMs: ms });
+      try {
+        expect((await sql<{ statement_timeout: string }[]>`show statement_timeout`)[0].statement_timeout).toBe(shown);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    }
+  });
+
+  it("a read past it fails with STATEMENT_TIMEOUT, naming the setting and its value, and its statement is gone", async () => {
+    const { error, ms } = await failure(async () => {
+      for await (const _ of store.readAll({ direction: "forwards", filter: COSTLY_FILTER }));
+    });
+    expect(error).toMatchObject({
+      kind: "STATEMENT_TIMEOUT",
+      message: `The request's database work ran past the statement timeout of ${TIMEOUT_MS} ms (setting statement-timeout-ms)`,
+      facts: { setting: "statement-timeout-ms", limit_ms: String(TIMEOUT_MS) },
+    });
+    expect(ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 20);
+    expect(ms).toBeLessThan(TIMEOUT_MS + 600);
+    expect(await activity.active(COSTLY_MARKER)).toEqual([]);
+  });
+
+  it("a catch-up page past it fails the same way", async () => {
+    const { error } = await failure(() => store.readAfter({ filter: COSTLY_FILTER }, 0n, 100));
+    expect(error).toMatchObject({ kind: "STATEMENT_TIMEOUT" });
+  });
+
+  it("an append that waits past it fails with STATEMENT_TIMEOUT and writes nothing", async () => {
+    const stream = `waits-${randomUUID()}`;
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const holding = locker.begin(async (tx) => {
+      await tx`select position from eventstore.log for update`;
+      locked();
+      await released;
+    });
+    try {
+      await isLocked;
+      const { error } = await failure(() => store.append([{ stream, expected: "any", events: [event()] }]));
+      expect(error).toMatchObject({ kind: "STATEMENT_TIMEOUT" });
+    } finally {
+      release();
+      await holding.catch(() => {});
+      await locker.end({ timeout: 1 });
+    }
+    await expect(store.getStream(stream)).rejects.toMatchObject({ kind: "STREAM_NOT_FOUND" });
+  });
+
+  it("a statement an operator cancels is UNAVAILABLE (retry), not a timeout", async () => {
+    const patient = await openStore({ location: { kind: "postgres", url: db.url, poolSize: 1 }, migrate: false, statementTimeoutMs: 0 });
+    try {
+      const reading = failure(async () => {
+        for await (const _ of patient.readAll({ direction: "forwards", filter: COSTLY_FILTER }));
+      });
+      const [running] = await until(async () => {
+        const found = await activity.active(COSTLY_MARKER);
+        return found.length > 0 && found;
+      }, "the costly statement to run", 5000);
+      await activity.sql`select pg_cancel_backend(${running.pid})`;
+      expect((await reading).error).toMatchObject({ kind: "UNAVAILABLE" });
+    } finally {
+      await patient.close();
+    }
+  });
+
+  it("the LISTEN connection outlives it: idle, it runs no statement", async () => {
+    const commits: bigint[] = [];
+    const warnings: string[] = [];
+    const log = { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error: (m: string) => void warnings.push(m) };
+    const listening = await openStore({
+      location: { kind: "postgres", url: db.url },
+      migrate: false,
+      statementTimeoutMs: 50,
+      listenProbeIntervalMs: 60_000,
+      log,
+    });
+    try {
+      const stop = await listening.watch({ onCommit: (p) => void commits.push(p), onConnected() {} });
+      const listener = async () =>
+        (await activity.sql<{ pid: number }[]>`
+          select pid from pg_stat_activity where datname = ${db.name} and query ilike 'listen%'`).map((r) => r.pid);
+      const [pid] = await until(async () => (await listener()).length === 1 && (await listener()), "the LISTEN connection");
+      // Idle for twenty timeouts.
+      await new Promise((r) => setTimeout(r, 1000));
+      const [result] = await store.append([{ stream: `heard-${randomUUID()}`, expected: "any", events: [event()] }]);
+      await until(() => commits.includes(result.positions[0]), "the commit to be heard");
+      expect(await listener()).toEqual([pid]);
+      expect(warnings).toEqual([]);
+      await stop();
+    } finally {
+      await listening.close();
+    }
+  });
+});
+
+describe("migrations run without it", () => {
+  it("a server that waits for another's migration longer than the timeout still starts", async () => {
+    const other = await createTestDatabase();
+    const holder = postgres(other.url, { max: 1, onnotice: () => {} });
+    try {
+      // The advisory lock a migrating server holds (migrate.ts), held here for 600 ms.
+      await holder`select pg_advisory_lock(7301984251)`;
+      const unlock = new Promise((r) => setTimeout(r, 600)).then(() => holder`select pg_advisory_unlock(7301984251)`);
+      const started = Date.now();
+      const migrated = await openStore({ location: { kind: "postgres", url: other.url }, statementTimeoutMs: 100 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+      await unlock;
+      expect(await migrated.head()).toBe(0n);
+      await migrated.close();
+    } finally {
+      await holder.end({ timeout: 1 });
+      await other.drop();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { EMPTY_FILTER, silentLogger } from "../src/domain";
 import { openStore } from "../src/store";
 import { createLiveFeed, subscribe } from "../src/subscriptions";
 import type { BenchCase, BenchContext, CaseResult } from "./cases";
+import { sdkToken } from "./bench-auth";
 import { createEventStoreClient } from "./event-store-client";
 import { createSubscribers } from "./grpc-js-subscriber";
 import type { IsolatedServer } from "./isolated-server";
@@ -102,7 +103,7 @@ async function oursCatchUp(url: string, channelOptions: ChannelOptions = {}): Pr
 
 /** Subscribe from the start through the SDK client; answers the events received before caught-up. */
 async function sdkCatchUp(url: string): Promise<number> {
-  const client = createSdkClient({ url });
+  const client = createSdkClient({ url, token: sdkToken() });
   const caughtUp = new AbortController();
   let n = 0;
   try {
@@ -115,7 +116,7 @@ async function sdkCatchUp(url: string): Promise<number> {
 
 /** A Projector of the whole log, run until caught up; answers the events it folded. */
 async function projectorCatchUp(url: string): Promise<number> {
-  const client = createSdkClient({ url });
+  const client = createSdkClient({ url, token: sdkToken() });
   try {
     const projector = new Projector(client, `bench-${Date.now()}`)
       .fromAll()

@@ -2,13 +2,14 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { EventStoreService, ExpectedState, type ProposedEventSchema } from "../gen/eventstore/v1/eventstore_pb";
+import { connectAuthInterceptors } from "./bench-auth";
 import type { EventStoreClient } from "./event-store-client";
 import type { BenchEvent } from "./payload";
 
 /** Our server through @connectrpc/connect-node's gRPC transport (HTTP/2), one connection. */
 export function createConnectClient(url: string): EventStoreClient {
   const sessionManager = new Http2SessionManager(url);
-  const transport = createGrpcTransport({ baseUrl: url, sessionManager });
+  const transport = createGrpcTransport({ baseUrl: url, sessionManager, interceptors: connectAuthInterceptors() });
   const client = createClient(EventStoreService, transport);
   return {
     async append(stream, events, expectedRevision) {

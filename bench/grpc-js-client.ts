@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
+import { grpcJsAuthOptions } from "./bench-auth";
 import type { EventStoreClient } from "./event-store-client";
 import type { BenchEvent } from "./payload";
 
@@ -39,6 +40,7 @@ export function serviceClientConstructor(): grpc.ServiceClientConstructor {
 export function createGrpcJsClient(url: string): EventStoreClient {
   const Client = serviceClientConstructor();
   const client = new Client(new URL(url).host, grpc.credentials.createInsecure(), {
+    ...grpcJsAuthOptions(),
     "grpc.use_local_subchannel_pool": 1,
   }) as unknown as ServiceClient;
   return {

@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { grpcJsAuthOptions } from "./bench-auth";
 import { serviceClientConstructor } from "./grpc-js-client";
 
 /** A SubscribeResponse as proto-loader decodes it (oneofs: true, longs as strings). */
@@ -37,7 +38,7 @@ export function createSubscribers(url: string, channels: number, channelOptions:
   const clients = Array.from(
     { length: channels },
     () =>
-      new Client(new URL(url).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, ...channelOptions }) as unknown as {
+      new Client(new URL(url).host, grpc.credentials.createInsecure(), { ...grpcJsAuthOptions(), "grpc.use_local_subchannel_pool": 1, ...channelOptions }) as unknown as {
         subscribe(request: object): grpc.ClientReadableStream<SubscribeResponse>;
         close(): void;
       },

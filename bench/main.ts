@@ -2,6 +2,7 @@ import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { openStore, type EventStore } from "../src/store";
+import { enableBenchAuth } from "./bench-auth";
 import { createBenchDatabase } from "./bench-database";
 import { createCases, type BenchSettings, type CaseResult } from "./cases";
 import { CLIENT_KINDS, type ClientKind } from "./event-store-client";
@@ -11,7 +12,7 @@ import { formatTable } from "./report";
 import { startServerProcess, type ServerProcess } from "./server-process";
 
 const USAGE = `Usage: npm run bench -- [--quick] [--client ${CLIENT_KINDS.join("|")}] [--only NAME]
-         [--live-rate N] [--server-cpu-prof DIR]
+         [--auth] [--live-rate N] [--server-cpu-prof DIR]
 
 Measures our server (as its own process, through gRPC) and a raw postgres.js baseline doing the
 same work on a fresh database (the subscription cases: each on a database and server of their
@@ -20,6 +21,7 @@ own); one JSON line per case on stdout, a table on stderr.
   --client    the gRPC client library (default ${CLIENT_KINDS[0]})
   --only      run only the cases whose name contains NAME, or one of NAME,NAME,... (the seed
               always runs)
+  --auth      servers read an auth file of 21 keys and 6 rules; every client sends a key
   --live-rate N
               events per second that live-latency's writer appends (default 1000, in appends
               of N/100 events every 10 ms)
@@ -63,6 +65,7 @@ async function main(): Promise<number> {
       only: { type: "string" },
       "server-cpu-prof": { type: "string" },
       "live-rate": { type: "string" },
+      auth: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -81,6 +84,7 @@ async function main(): Promise<number> {
   }
   const adminUrl = process.env.BENCH_DATABASE_URL || process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres";
 
+  if (values.auth) process.stderr.write(`bench: authentication on (${enableBenchAuth()}): every call sends an API key\n`);
   const profileDir = values["server-cpu-prof"];
   const nodeArgs = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`] : [];
   const db = await createBenchDatabase(adminUrl);

@@ -71,7 +71,14 @@ function checked(handler: UniversalHandler, scans: { binary: Scan; json: Scan },
     const body = req.body;
     if (!framing || !isAsyncIterable(body)) return handler(req);
     const it = body[Symbol.asyncIterator]();
-    const gathered = await gather(it, options.readMaxBytes + 5);
+    let gathered: Awaited<ReturnType<typeof gather>>;
+    try {
+      gathered = await gather(it, options.readMaxBytes + 5);
+    } catch (e) {
+      // The body could not be read (too slow, past the server's request budget, cut off): Connect
+      // answers that, as it would had it read the body itself; a throw here would leave the call unanswered.
+      return handler({ ...req, body: failing(e instanceof Error ? e : new Error(String(e))) });
+    }
     if (!gathered.complete) return handler({ ...req, body: replay(gathered.chunks, it) });
     const raw = Buffer.concat(gathered.chunks);
     const unwrapped = await unwrap(raw, framing, req.header.get(framing.encodingHeader), options.readMaxBytes);

@@ -137,6 +137,7 @@ const BY_REASON: Record<string, typeof EventStoreClientError> = {
   DUPLICATE_EVENT_ID: DuplicateEventIdError,
   INVALID_ARGUMENT: InvalidArgumentError,
   LIMIT_EXCEEDED: LimitExceededError,
+  STATEMENT_TIMEOUT: LimitExceededError,
   UNAVAILABLE: UnavailableError,
 };
 

@@ -2,7 +2,6 @@ import type { ConsumerGroup } from "./consumer-group";
 import { invalidArgument, limitExceeded } from "./errors";
 import { DEFAULT_LIMITS, type Limits } from "./limits";
 import { checkRegexSize, compileLinearRegex, type LinearRegex } from "./linear-regex";
-import { regexSizeBound } from "./regex-size-bound";
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -161,7 +160,7 @@ function checkRegexInstructions(filter: EventFilter, limits: Limits, field: stri
   let total = 0;
   filter.matchers.forEach((m, i) => {
     if (m.operator !== "regex" || typeof m.value !== "string") return;
-    total += regexSizeBound(m.value);
+    total += checkRegexSize(m.value, limits, `${field}.matchers[${i}].value`);
     if (total > limits.maxRegexInstructions) {
       throw limitExceeded(`${field}.matchers[${i}].value`, String(limits.maxRegexInstructions), String(total),
         `a filter's regular expressions compile to at most ${limits.maxRegexInstructions} RE2 instructions together ` +
@@ -186,11 +185,8 @@ const compiledRegexes = new WeakMap<Matcher, { pattern: string; regex: LinearReg
 
 function compileRegex(m: Matcher, pattern: string, limits: Limits, field: string): LinearRegex {
   const cached = compiledRegexes.get(m);
-  if (cached?.pattern === pattern) {
-    // Validated before (the API and the store both validate): only the limits may differ.
-    checkRegexSize(pattern, limits, field);
-    return cached.regex;
-  }
+  // Compiled before (the API and the store both validate); the sizes were checked just now.
+  if (cached?.pattern === pattern) return cached.regex;
   const regex = compileLinearRegex(pattern, limits, field);
   compiledRegexes.set(m, { pattern, regex });
   return regex;

@@ -51,10 +51,10 @@ export const DEFAULT_LIMITS: Limits = {
   // here (2 busy cores), about what 10,000 events with one value each cost.
   maxAppendJsonValues: 100_000,
   maxFilterTerms: 100,
-  // A filter names things: types, tenants, ids. 100 terms of 600 bytes each are far more than
-  // that needs, and PostgreSQL compares every operand against every row it reads, so the bytes
-  // bound that work: an `in` list of 64 KiB costs a read little more than a short one, where
-  // 20 MB of it ran for a minute and a half.
+  // A filter names things: types, tenants, ids; 100 terms of 600 bytes are far more than that
+  // needs. PostgreSQL compares every operand with every row it reads, so the bytes bound the
+  // work per row: 99 values in 58 KiB cost a read no more than 99 short ones, where 99 in
+  // 19 MiB cost 100 times as much, past a minute on 100,000 rows (docs/regex-engine.md).
   maxFilterBytes: 64 * 1024,
   maxRegexLength: 1024,
   // The NFA, which RE2 falls back to when its DFA would grow too large, visits every

@@ -35,14 +35,15 @@ export function compileLinearRegex(pattern: string, limits: RegexLimits, field: 
   return compiled;
 }
 
-/** The checks on a pattern that need no compiling: its length and its program's bound. */
-export function checkRegexSize(pattern: string, limits: RegexLimits, field: string): void {
+/** The checks on a pattern that need no compiling, its length and its program's bound; returns the bound. */
+export function checkRegexSize(pattern: string, limits: RegexLimits, field: string): number {
   if (pattern.length > limits.maxRegexLength) {
     throw limitExceeded(field, String(limits.maxRegexLength), String(pattern.length),
       `a regular expression has at most ${limits.maxRegexLength} characters (got ${pattern.length})`);
   }
   const bound = regexSizeBound(pattern);
   if (bound > limits.maxRegexInstructions) throw tooLarge(field, limits, bound);
+  return bound;
 }
 
 function tooLarge(field: string, limits: RegexLimits, size: number) {

@@ -15,6 +15,7 @@ import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../domain";
 import { envelope, errorTrailers, headerObject, OK_TRAILERS, readMessage } from "./grpc-unary-wire";
 import { closeUnfinishedRequest } from "./request-body-timeout";
+import type { RequestBudget } from "./request-budget";
 import type { RequestHandler } from "./listen";
 import { UnaryCallContext } from "./unary-call-context";
 
@@ -35,6 +36,8 @@ export interface GrpcUnaryFastPathOptions {
   readMaxBytes: number;
   /** A request whose message has not arrived whole this long after its headers is refused; 0: never. */
   requestBodyTimeoutMs?: number;
+  /** The server's budget of request bytes still arriving, which each call's message is read within. */
+  budget?: RequestBudget;
   /** Aborts every call's signal when the server shuts down. */
   shutdown: AbortSignal;
   log: Logger;
@@ -132,7 +135,9 @@ async function call(
   const arrived = Date.now();
   let context: UnaryCallContext | undefined;
   let answered = false;
+  const hold = options.budget?.open();
   const onClose = () => {
+    hold?.close();
     if (!answered) context?.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   };
   res.once("close", onClose);
@@ -141,12 +146,14 @@ async function call(
     const timeout = parseTimeout(headerValue(req.headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
     const deadline = timeout.timeoutMs === undefined ? undefined : arrived + timeout.timeoutMs;
-    const bytes = await readMessage(req, options.readMaxBytes, options.requestBodyTimeoutMs);
+    const bytes = await readMessage(req, options.readMaxBytes, options.requestBodyTimeoutMs, hold);
     // A client that is gone, or a deadline that has passed, before the call begins: nothing runs.
     // (A reset stream ends the request's body as if it were complete, before "close".)
     if (req.aborted || res.stream.closed) return;
     if (deadline !== undefined && Date.now() >= deadline) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
     const request = parse(route, bytes);
+    // Parsed: no longer a request arriving, whatever the call does with it next.
+    hold?.close();
     const ctx = (context = new UnaryCallContext(route.method, req, deadline, options.contextValues));
     inFlight.add(ctx);
     if (options.shutdown.aborted) ctx.abort(shutdownReason(options.shutdown));
@@ -165,9 +172,10 @@ async function call(
   } catch (e) {
     answered = true;
     respond(res, context, errorTrailers(e));
-    // Refused before its body was read whole (too large, too slow): the rest is not wanted.
+    // Refused before its body was read whole (too large, too slow, past the budget): the rest is not wanted.
     if (!req.readableEnded && !res.stream.closed) closeUnfinishedRequest(res);
   } finally {
+    hold?.close();
     if (timer) clearTimeout(timer);
     if (context) inFlight.delete(context);
     res.off("close", onClose);

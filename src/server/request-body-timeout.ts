@@ -62,6 +62,24 @@ export function closeUnfinishedRequest(res: Http2ServerResponse): void {
 }
 
 /**
+ * After a handler (Connect) was given an error instead of the rest of a request's body, so that
+ * it answers the error in the call's protocol: refuses the rest. An HTTP/2 stream is reset
+ * (NO_ERROR) once the answer is out; an HTTP/1.1 connection is closed after the answer (its
+ * unread body cannot be skipped). A handler that swallows the failed read and never answers
+ * must not keep the call: it is cut a second later (grpc-js reads ENHANCE_YOUR_CALM as
+ * RESOURCE_EXHAUSTED).
+ */
+export function refuseRestOfRequest(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void {
+  if ("stream" in res) closeUnfinishedRequest(res);
+  else (res as ServerResponse).shouldKeepAlive = false;
+  setTimeout(() => {
+    if (res.headersSent) return;
+    if ("stream" in res) res.stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    else req.socket.destroy();
+  }, UNANSWERED_MS).unref();
+}
+
+/**
  * Serves requests with `handler` (Connect), ending those whose body does not arrive within the
  * timeout: the handler's read of the body fails with `requestBodyTimedOut`, so it answers that
  * error in whatever protocol the client speaks (gRPC, gRPC-Web, Connect), and what it gathered is
@@ -77,15 +95,7 @@ export function withRequestBodyTimeout(handler: RequestHandler, options: Request
     expired.catch(() => {}); // read by the handler, if it reads at all
     const timer = setTimeout(() => {
       expire(requestBodyTimedOut(options.timeoutMs));
-      if ("stream" in res) closeUnfinishedRequest(res);
-      else (res as ServerResponse).shouldKeepAlive = false;
-      // A handler that swallows the failed read and never answers must not keep the call: cut it.
-      // grpc-js reads ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED.
-      setTimeout(() => {
-        if (res.headersSent) return;
-        if ("stream" in res) res.stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        else req.socket.destroy();
-      }, UNANSWERED_MS).unref();
+      refuseRestOfRequest(req, res);
     }, options.timeoutMs);
     const done = () => clearTimeout(timer);
     req.once("end", done);

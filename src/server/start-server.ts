@@ -27,6 +27,8 @@ import type { Credentials } from "./authenticator";
 import { listen, type RequestHandler } from "./listen";
 import { monitorEventLoop } from "./event-loop-monitor";
 import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
+import { withRequestBodyBudget } from "./request-body-budget";
+import { createRequestBudget } from "./request-budget";
 import { readTls, watchTls } from "./tls-files";
 
 export interface RunningServer {
@@ -34,6 +36,8 @@ export interface RunningServer {
   store: EventStore;
   /** Subscriptions now attached to live delivery (for tests and diagnostics). */
   liveSubscribers(): number;
+  /** Request bytes held now for calls whose requests are still arriving (for tests and diagnostics). */
+  bufferedRequestBytes(): number;
   /** Reads the auth file and the TLS files again (SIGHUP); a file that fails to load leaves the last good one. */
   reload(): void;
   /** Graceful stop: refuse new calls, end open streams with UNAVAILABLE, let in-flight appends finish. */
@@ -78,8 +82,11 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   // Refuse oversized requests before buffering them: the append limit, plus room for base64
   // in Connect JSON and for the envelope.
   const readMaxBytes = Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024;
+  // Many slow requests together are bounded by this, each one by readMaxBytes and the body timeout.
+  const requestBudget = createRequestBudget(config.connections.maxBufferedRequestBytes);
   const unary = createGrpcUnaryFastPath({
     readMaxBytes,
+    budget: requestBudget,
     shutdown: shutdown.signal,
     log,
     decoders: createAppendDecoders(config.limits, log),
@@ -112,10 +119,12 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     // compressed requests are accepted either way.
     compressMinBytes: config.compressMinBytes === 0 ? Number.MAX_SAFE_INTEGER : config.compressMinBytes,
   }) as RequestHandler;
-  const viaConnect = withRequestBodyTimeout(withSpecGrpcMessage(connect), {
-    timeoutMs: config.connections.requestBodyTimeoutMs,
-    takesStream: (path) => requestStreams.has(path),
-  });
+  const takesStream = (path: string) => requestStreams.has(path);
+  // The budget's count is outermost: it sees each chunk as it comes from the request.
+  const viaConnect = withRequestBodyBudget(
+    withRequestBodyTimeout(withSpecGrpcMessage(connect), { timeoutMs: config.connections.requestBodyTimeoutMs, takesStream }),
+    { budget: requestBudget, readMaxBytes, takesStream },
+  );
   const handler: RequestHandler = (req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);
   };
@@ -173,6 +182,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     port: listener.port,
     store,
     liveSubscribers: () => feed.subscriberCount,
+    bufferedRequestBytes: () => requestBudget.heldBytes,
     reload() {
       access?.reload();
       reloadTls();

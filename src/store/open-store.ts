@@ -23,20 +23,25 @@ export interface OpenStoreOptions {
    * exempt (see migrate.ts).
    */
   statementTimeoutMs?: number;
+  /** The most log positions one filtered read statement scans (see scan-window.ts). */
+  scanWindow?: number;
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+export { DEFAULT_SCAN_WINDOW } from "./postgres/scan-window";
 
 /** Opens the store where the configuration says, migrated and ready. */
 export async function openStore(options: OpenStoreOptions): Promise<EventStore> {
   const { location } = options;
   const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const page = { scanWindow: options.scanWindow };
   if (location.kind === "postgres") {
     const sql = connect({ url: location.url, max: location.poolSize, statementTimeoutMs });
     if (options.migrate !== false) await migrateOrClose(sql);
     return createPostgresStore({
       sql,
       limits: options.limits ?? DEFAULT_LIMITS,
+      page,
       // A session waiting for notifications runs no statement: the timeout never ends it.
       openListenConnection: (handlers) => connect({ url: location.url, max: 1, statementTimeoutMs, ...handlers }),
       listenProbeIntervalMs: options.listenProbeIntervalMs,
@@ -59,6 +64,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
   return createPostgresStore({
     sql,
     limits: options.limits ?? DEFAULT_LIMITS,
+    page,
     log: options.log,
     onClose: () => db.stop(),
     cancelInFlight: false,

@@ -14,7 +14,10 @@ export interface LiveFeedOptions {
   log: Logger;
   /** A slow poll that covers notifications lost for any reason. */
   pollIntervalMs: number;
-  /** Rows per read. */
+  /**
+   * Rows per read. The store also cuts each read at its page bytes (about 4 MiB by default):
+   * one read holds no more than that whatever the events' size.
+   */
   pageSize: number;
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
-import type { EventStore, Selection } from "../store";
+import type { CatchUpPage, EventStore, Selection } from "../store";
 import type { LiveFeed } from "./live-feed";
 import { LiveQueue, type QueueLimits } from "./live-queue";
 
@@ -70,11 +70,18 @@ export async function* subscribe(
     // History, from storage, at the consumer's pace, one page read ahead: the next page comes
     // from PostgreSQL while this one goes out.
     let rows = Math.min(FIRST_PAGE_ROWS, settings.pageSize);
-    let reading = readAhead(store, selection, position, rows);
+    let reading = readAhead(store, selection, position, rows, signal);
     for (;;) {
-      const page = await reading;
+      let page: CatchUpPage;
+      try {
+        page = await reading;
+      } catch (e) {
+        // The call has ended: its read was stopped, in the database too.
+        if (signal.aborted) return;
+        throw e;
+      }
       rows = nextPageRows(page.events, settings.pageSize);
-      if (!page.end) reading = readAhead(store, selection, page.reached, rows);
+      if (!page.end) reading = readAhead(store, selection, page.reached, rows, signal);
       if (page.events.length > 0) {
         yield { kind: "events", events: page.events, live: false };
         reported = position = page.events[page.events.length - 1].position;
@@ -148,8 +155,8 @@ function nextPageRows(events: RecordedEvent[], pageSize: number): number {
   return Math.max(1, Math.min(pageSize, Math.floor(PAGE_BYTES / (bytes / events.length))));
 }
 
-function readAhead(store: EventStore, selection: Selection, after: bigint, pageSize: number) {
-  const page = store.readAfter(selection, after, pageSize);
+function readAhead(store: EventStore, selection: Selection, after: bigint, pageSize: number, signal: AbortSignal) {
+  const page = store.readAfter(selection, after, pageSize, signal);
   page.catch(() => {}); // read ahead for a subscription that then ended: nobody waits for it
   return page;
 }

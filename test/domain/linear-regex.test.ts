@@ -182,7 +182,7 @@ describe("regexSizeBound", () => {
   it("is close for plain patterns", () => {
     for (const p of ["^t[12]$", "\\w{3,64}", "(?:[ab]{1000})", "(((a{10}){10}){10})"]) {
       const actual = RE2JS.compile(p).matcher("").programSize();
-      expect(regexSizeBound(p)).toBeLessThanOrEqual(actual + 10);
+      expect(regexSizeBound(p)).toBeLessThanOrEqual(actual * 1.1 + 10);
     }
   });
 });

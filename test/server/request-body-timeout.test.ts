@@ -10,6 +10,7 @@ import { loadConfig } from "../../src/server/config";
 import { errorInfo } from "../support/grpc-js-client";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
+import { until } from "../support/until";
 
 // A call's request message must arrive within --request-body-timeout-ms of its headers, on the
 // fast path (plain gRPC unary) and through Connect (server streaming, Connect JSON, HTTP/1.1);
@@ -147,10 +148,12 @@ test("a Connect JSON call over HTTP/1.1 whose body never arrives whole answers 4
   expect(JSON.parse(answer.body)).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/did not arrive within 300 ms/) });
 });
 
-test("an append over HTTP/1.1 whose body never arrives whole is ended, whatever reads its body first", async () => {
+test("an append over HTTP/1.1 whose body never arrives whole answers 429, though the append check reads its body first", async () => {
   const answer = await stalledH1Call(APPEND);
 
   expectCutAtTimeout(answer.ms);
+  expect(answer.status).toBe(429);
+  expect(JSON.parse(answer.body)).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/did not arrive within 300 ms/) });
 });
 
 test("a request that arrives in pieces within the timeout is served", async () => {
@@ -196,4 +199,10 @@ test("a call that streams its requests (reflection) stays open past the timeout"
   } finally {
     session.close();
   }
+});
+
+test("the calls above, timed out or served, hold nothing of the server's request budget afterwards", async () => {
+  // Each held what it had received until its timeout; all of it is given back.
+  await until(() => server.bufferedRequestBytes() === 0, "the request budget to be empty", 5000);
+  expect(server.bufferedRequestBytes()).toBe(0);
 });

@@ -1383,8 +1383,8 @@ export enum Operator {
   NOT_IN = 8,
 
   /**
-   * An ECMAScript (JavaScript) regular expression, with the u flag, that must match somewhere
-   * in a string field.
+   * An RE2 regular expression (https://github.com/google/re2/wiki/Syntax) that must match
+   * somewhere in a string field; inline flags such as (?i); no backreferences or lookaround.
    *
    * @generated from enum value: OPERATOR_REGEX = 9;
    */

@@ -113,7 +113,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     readAfter: (selection, after, limit, signal) =>
       guard(() => {
         validateFilter(selection.filter, limits);
-        return readAfter(sql, selection, after, limit, cancellation(signal));
+        return readAfter(sql, selection, after, limit, page, cancellation(signal));
       }, signal),
     head: () => guard(async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position),
     positionOf: (stream, revision) =>

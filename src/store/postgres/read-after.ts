@@ -1,43 +1,78 @@
 import { matchesFilter } from "../../domain/event-matcher";
 import type { CatchUpPage, Selection } from "../event-store";
 import { cancellable, type Cancellation } from "./cancellable";
-import { eventColumns, toRecordedEvent, type EventRow } from "./event-row";
-import { filterSql } from "./filter-sql";
+import { toRecordedEvent } from "./event-row";
+import { andAll, filterConditions } from "./filter-sql";
+import { cutByBytes, pageSql, type PageRow } from "./page-sql";
+import type { PageSettings } from "./read-stream";
+import { DEFAULT_SCAN_WINDOW, MAX_POSITION } from "./scan-window";
 import type { Sql } from "./sql";
 
 /**
- * One keyset page of a catch-up read: selected events after `after`, in log order.
+ * A walk through windows that found nothing returns what it reached after this long, so that
+ * a subscription whose filter matches nothing for a while can still tell its consumer where it
+ * stands (its checkpoints) rather than wait for the whole walk.
+ */
+const WALK_MS = 250;
+
+/**
+ * One keyset page of a catch-up read: selected events after `after`, in log order, at most
+ * `limit` rows and about `page.pageBytes` of them.
  *
- * The head is read with the page. Positions commit in order, so every event at or below that
- * head is in the page's snapshot: when the page is not full, the log is known to be scanned up
- * to the head, even if the filter matched nothing there.
+ * The head is read with each statement. Positions commit in order, so every event at or below
+ * that head is in the statement's snapshot: when the page is not full, the log is known to be
+ * scanned up to the head, even if the filter matched nothing there.
+ *
+ * With a filter in SQL, a statement scans at most `page.scanWindow` positions (see readAll);
+ * windows that select nothing are walked through, up to the head, or for WALK_MS.
  */
 export async function readAfter(
   sql: Sql,
   selection: Selection,
   after: bigint,
   limit: number,
+  page: PageSettings,
   cancellation?: Cancellation,
 ): Promise<CatchUpPage> {
   const stream = selection.stream;
-  // One statement, so the head and the page share a snapshot; the head row always comes back,
-  // with no event columns when nothing follows `after`.
-  const rows = await cancellable(sql<(EventRow & { head: bigint })[]>`
-    select h.position as head, e.*
-      from eventstore.log h
-      left join lateral (
-        select ${eventColumns(sql)} from eventstore.events e
-         where e.position > ${after}
-           ${stream === undefined ? sql`` : sql`and e.stream = ${stream}`}
-           ${selection.afterRevision === undefined ? sql`` : sql`and e.revision > ${selection.afterRevision}`}
-           and ${filterSql(sql, selection.filter)}
-         order by e.position limit ${limit}
-      ) e on true`, cancellation);
-  const head = rows[0].head;
-  const found = rows[0].position === null ? [] : rows;
-  // The SQL is a superset (regular expressions run here only); the in-memory filter decides.
-  const events = found.map(toRecordedEvent).filter((e) => matchesFilter(selection.filter, e));
-  const last = found.length > 0 ? found[found.length - 1].position : after;
-  if (found.length === limit) return { events, reached: last, end: false };
-  return { events, reached: last > head ? last : head > after ? head : after, end: true };
+  const conditions = filterConditions(sql, selection.filter);
+  const where = andAll(sql, conditions);
+  // Without a filter in SQL a statement reads no more rows than it returns (the stream's own,
+  // by its index, for a stream).
+  const window = conditions.length > 0 ? BigInt(page.scanWindow ?? DEFAULT_SCAN_WINDOW) : undefined;
+  const started = Date.now();
+  let from = after;
+  for (;;) {
+    const to = window === undefined ? undefined : from > MAX_POSITION - window ? MAX_POSITION : from + window;
+    // One statement, so the head and the page share a snapshot; the head row always comes
+    // back, with no event columns when the page is empty.
+    const rows = await cancellable(
+      sql<(PageRow & { head: bigint })[]>`
+        select h.position as head, p.*
+          from eventstore.log h
+          left join lateral (${pageSql(sql, {
+            where: sql`e.position > ${from}
+              ${to === undefined ? sql`` : sql`and e.position <= ${to}`}
+              ${stream === undefined ? sql`` : sql`and e.stream = ${stream}`}
+              ${selection.afterRevision === undefined ? sql`` : sql`and e.revision > ${selection.afterRevision}`}
+              and ${where}`,
+            order: sql`e.position`,
+            limit,
+            pageBytes: page.pageBytes,
+          })}) p on true`,
+      cancellation,
+    );
+    const head = rows[0].head;
+    const found = rows[0].position === null ? [] : rows;
+    // The SQL is a superset (regular expressions run here only); the in-memory filter decides.
+    const events = found.map(toRecordedEvent).filter((e) => matchesFilter(selection.filter, e));
+    const last = found.length > 0 ? found[found.length - 1].position : from;
+    if (found.length === limit || cutByBytes(found, page.pageBytes)) return { events, reached: last, end: false };
+    if (to === undefined || to >= head) {
+      return { events, reached: last > head ? last : head > after ? head : after, end: true };
+    }
+    // The window is scanned to its end, below the head.
+    if (events.length > 0 || Date.now() - started >= WALK_MS) return { events, reached: to, end: false };
+    from = to;
+  }
 }

@@ -2,12 +2,16 @@ import type { RecordedEvent } from "../../domain";
 import { EventStoreError } from "../../domain";
 import type { ReadStreamOptions } from "../event-store";
 import { cancellable, type Cancellation } from "./cancellable";
-import { eventColumns, nextPageSize, toRecordedEvent, type EventRow } from "./event-row";
+import { nextPageSize, toRecordedEvent } from "./event-row";
+import { cutByBytes, pageSql } from "./page-sql";
 import type { Sql } from "./sql";
 
 export interface PageSettings {
+  /** About the most bytes of events in one page, every page (see pageSql). */
   pageBytes: number;
   maxPageRows: number;
+  /** The most log positions one filtered statement scans; unset: DEFAULT_SCAN_WINDOW. */
+  scanWindow?: number;
 }
 
 /**
@@ -39,21 +43,20 @@ export async function* readStream(
   while (remaining !== 0n && !signal?.aborted) {
     const take = remaining > 0n && remaining < BigInt(size) ? Number(remaining) : size;
     const rows = await cancellable(
-      forwards
-        ? sql<EventRow[]>`
-            select ${eventColumns(sql)} from eventstore.events e
-             where e.stream = ${stream} and e.revision >= ${from > head.first_revision ? from : head.first_revision}
-             order by e.revision asc limit ${take}`
-        : sql<EventRow[]>`
-            select ${eventColumns(sql)} from eventstore.events e
-             where e.stream = ${stream} and e.revision <= ${from} and e.revision >= ${head.first_revision}
-             order by e.revision desc limit ${take}`,
+      pageSql(sql, {
+        where: forwards
+          ? sql`e.stream = ${stream} and e.revision >= ${from > head.first_revision ? from : head.first_revision}`
+          : sql`e.stream = ${stream} and e.revision <= ${from} and e.revision >= ${head.first_revision}`,
+        order: forwards ? sql`e.revision asc` : sql`e.revision desc`,
+        limit: take,
+        pageBytes: page.pageBytes,
+      }),
       cancellation,
     );
     if (rows.length === 0) return;
     yield rows.map(toRecordedEvent);
     if (remaining > 0n) remaining -= BigInt(rows.length);
-    if (rows.length < take) return;
+    if (rows.length < take && !cutByBytes(rows, page.pageBytes)) return;
     const last = rows[rows.length - 1].revision;
     from = forwards ? last + 1n : last - 1n;
     if (from < 0n) return;

@@ -1,0 +1,68 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import type { Interceptor } from "@connectrpc/connect";
+import { stringify } from "yaml";
+
+/**
+ * `--auth`: every server the benchmark starts reads an auth file (AUTH_FILE, inherited by the
+ * server processes), and every client sends an API key (BENCH_TOKEN). The file holds the rules a
+ * real deployment would: several principals and roles, the benchmark's own among them, so that
+ * each call pays for an authentication and a rule check as it would in production.
+ */
+export function enableBenchAuth(): string {
+  const dir = mkdtempSync(join(tmpdir(), "eventstore-bench-auth-"));
+  const token = randomBytes(32).toString("base64url");
+  const others = Array.from({ length: 20 }, (_, i) => ({ principal: `service-${i}`, roles: [`role-${i % 5}`], sha256: randomBytes(32).toString("hex") }));
+  const file = join(dir, "auth.yaml");
+  writeFileSync(
+    file,
+    stringify({
+      tokens: [...others, { principal: "bench", roles: ["benchmark"], sha256: createHash("sha256").update(token).digest("hex") }],
+      rules: [
+        ...Array.from({ length: 5 }, (_, i) => ({ roles: [`role-${i}`], permissions: ["read", "write", "subscribe"], categories: [`cat${i}`] })),
+        { roles: ["benchmark"], permissions: ["read", "write", "subscribe", "checkpoint"], streams: ["*"], subscriptions: ["*"] },
+      ],
+    }),
+  );
+  process.env.AUTH_FILE = file;
+  process.env.BENCH_TOKEN = token;
+  return file;
+}
+
+function token(): string | undefined {
+  return process.env.BENCH_TOKEN || undefined;
+}
+
+/** grpc-js client options that send the benchmark's key on every call, if it has one. */
+export function grpcJsAuthOptions(): grpc.ClientOptions {
+  const key = token();
+  if (!key) return {};
+  const interceptor: grpc.Interceptor = (options, next) =>
+    new grpc.InterceptingCall(next(options), {
+      start(metadata, listener, start) {
+        metadata.set("authorization", `Bearer ${key}`);
+        start(metadata, listener);
+      },
+    });
+  return { interceptors: [interceptor] };
+}
+
+/** Connect interceptors that send the benchmark's key on every call, if it has one. */
+export function connectAuthInterceptors(): Interceptor[] {
+  const key = token();
+  if (!key) return [];
+  return [
+    (next) => (req) => {
+      req.header.set("authorization", `Bearer ${key}`);
+      return next(req);
+    },
+  ];
+}
+
+/** The key for the SDK client's `token` option, if the benchmark has one. */
+export function sdkToken(): string | undefined {
+  return token();
+}

@@ -1,0 +1,56 @@
+import type { PendingQuery, Row } from "postgres";
+import { eventColumns, type EventRow } from "./event-row";
+import type { Sql } from "./sql";
+
+type Fragment = PendingQuery<Row[]>;
+
+export interface PageQuery {
+  /** The conditions on `eventstore.events e`. */
+  where: Fragment;
+  /** The page's order on `e`, such as sql`e.position desc`. */
+  order: Fragment;
+  /** The most rows. */
+  limit: number;
+  /** The most bytes of events (as eventBytes counts them, about): see pageSql. */
+  pageBytes: number;
+}
+
+/** A page's row: the event, and the bytes of the page up to and including it. */
+export type PageRow = EventRow & { upto: number };
+
+/**
+ * One keyset page of events, cut in the database at about `pageBytes`: the rows in order while
+ * the ones before them hold less than that, so at least one. A page of a number of rows alone
+ * could be 1,000 events of 1 MiB, a gigabyte in this process. Only the rows in the page are
+ * sent and have their columns built (metadata as text); the sizes of the others are read from
+ * the rows as stored, without reading their values: every field's length, metadata's stored
+ * size (its text, only when it is compressed and the stored size says nothing). Cutting pages
+ * of 1,000 small events this way cost nothing measurable here, and a page of 200 KB events
+ * took 35 ms (21 rows) where 1,000 rows took 1.8 s.
+ *
+ * jsonb's stored size is near its text's, except for strings of characters that JSON escapes
+ * (a control character is 1 byte stored, 6 as text): a page of those may be some times larger.
+ */
+export function pageSql(sql: Sql, q: PageQuery): PendingQuery<PageRow[]> {
+  // Per row, as nextPageSize counts one: eventBytes (an id is 36 characters) and 256 more.
+  const bytes = sql`(octet_length(e.stream) + 36 + octet_length(e.type) + octet_length(e.content_type) + octet_length(e.data)
+    + case when pg_column_compression(e.metadata) is null then pg_column_size(e.metadata) else octet_length(e.metadata::text) end
+    + 256)`;
+  return sql<PageRow[]>`
+    select ${eventColumns(sql)}, e.upto::float8 as upto from (
+      select e.*, ${bytes} as bytes, sum(${bytes}) over (order by ${q.order} rows unbounded preceding) as upto
+        from eventstore.events e
+       where ${q.where}
+       order by ${q.order} limit ${q.limit}
+    ) e
+     where e.upto - e.bytes < ${q.pageBytes}
+     order by ${q.order}`;
+}
+
+/**
+ * Whether more rows may follow a page that holds fewer than its limit: the byte cut stopped it.
+ * (A page that ends before the cut ended because no row was left.)
+ */
+export function cutByBytes(rows: PageRow[], pageBytes: number): boolean {
+  return rows.length > 0 && rows[rows.length - 1].upto >= pageBytes;
+}

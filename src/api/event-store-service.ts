@@ -77,13 +77,24 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
     for await (const page of pages) yield resolve ? guard.readable(principal, page, await store.resolveLinks(page)) : page;
   }
 
+  /**
+   * The call's signal without the server's shutdown in it: an append on its way when the server
+   * stops is still written (a graceful stop lets in-flight appends finish); only a client that
+   * gives up (a cancel, its deadline) takes back an append not yet sent.
+   */
+  function clientSignal(ctx: HandlerContext): AbortSignal {
+    const client = new AbortController();
+    ctx.signal.addEventListener("abort", () => shutdown.aborted || client.abort(ctx.signal.reason), { once: true });
+    return client.signal;
+  }
+
   router.service(EventStoreService, {
     append: (req, ctx) =>
       unary(async () => {
         await guard.authorize(ctx, "write", { kind: "stream", name: validateStreamName(req.stream) });
         const append = toStreamAppend(req);
         validateAppends([append], limits, false);
-        const [result] = await store.append([append], ctx.signal);
+        const [result] = await store.append([append], clientSignal(ctx));
         return fromAppendResult(result);
       }),
 
@@ -94,7 +105,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         }
         const appends = req.appends.map((a, i) => toStreamAppend(a, `appends[${i}].`));
         validateAppends(appends, limits, true);
-        const results = await store.append(appends, ctx.signal);
+        const results = await store.append(appends, clientSignal(ctx));
         return { results: results.map(fromAppendResult) };
       }),
 

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS, type Limits } from "../domain";
-import { DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
+import { DEFAULT_SCAN_WINDOW, DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
 import type { LogLevel } from "./logger";
 
 export interface Config {
@@ -10,6 +10,8 @@ export interface Config {
   location: StoreLocation;
   /** The longest one SQL statement may run, in milliseconds; 0: no limit. */
   statementTimeoutMs: number;
+  /** The most log positions one filtered read statement scans. */
+  scanWindow: number;
   /** PEM files, read at start and again when they change: serve TLS. */
   tls?: TlsFiles;
   /** The security configuration file (tokens, JWT, rules); unset: no authentication. */
@@ -69,8 +71,9 @@ const SETTINGS = {
   port: { env: "PORT", default: "50051", help: "port for gRPC, gRPC-Web and Connect" },
   "database-url": { env: "DATABASE_URL", default: "", help: "PostgreSQL URL; empty: the embedded database" },
   "data-dir": { env: "DATA_DIR", default: "./data", help: "embedded database directory, or 'memory'" },
-  "db-pool-size": { env: "DB_POOL_SIZE", default: "10", help: "PostgreSQL connections per server" },
+  "db-pool-size": { env: "DB_POOL_SIZE", default: "10", help: "PostgreSQL connections per server (besides LISTEN): a quarter for writes, the rest for reads, at least one each" },
   "statement-timeout-ms": { env: "STATEMENT_TIMEOUT_MS", default: String(DEFAULT_STATEMENT_TIMEOUT_MS), help: "longest one SQL statement may run; past it the call fails with RESOURCE_EXHAUSTED (0: no limit; migrations are exempt)" },
+  "scan-window": { env: "SCAN_WINDOW", default: String(DEFAULT_SCAN_WINDOW), help: "most log positions one filtered read statement scans; sparse filters read the log this many positions at a time" },
   "tls-cert": { env: "TLS_CERT", default: "", help: "PEM certificate file: serve TLS (HTTP/2 and HTTP/1.1)" },
   "tls-key": { env: "TLS_KEY", default: "", help: "PEM private key file for --tls-cert" },
   "tls-client-ca": { env: "TLS_CLIENT_CA", default: "", help: "PEM CA file: request and verify client certificates (mTLS)" },
@@ -202,9 +205,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     host,
     port: int("port", 0, 65535),
     location: databaseUrl
-      ? { kind: "postgres", url: databaseUrl, poolSize: int("db-pool-size", 1, 1000) }
+      ? { kind: "postgres", url: databaseUrl, poolSize: int("db-pool-size", 2, 1000) }
       : { kind: "embedded", dataDir: get("data-dir") },
     statementTimeoutMs: int("statement-timeout-ms", 0, 2_147_483_647),
+    // Below 1,000 (a page's most rows) a dense page would take more than one statement.
+    scanWindow: int("scan-window", 1000, 2 ** 40),
     tls: certFile ? { cert: certFile, key: keyFile, clientCa: clientCa || undefined } : undefined,
     authFile,
     insecure,

@@ -251,6 +251,7 @@ async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSig
         log,
         listenProbeIntervalMs: config.subscriptions.listenProbeIntervalMs,
         statementTimeoutMs: config.statementTimeoutMs,
+        scanWindow: config.scanWindow,
       });
     } catch (e) {
       // A locked data directory will not free itself by waiting.

@@ -28,6 +28,17 @@ export interface OpenStoreOptions {
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+export const DEFAULT_POOL_SIZE = 10;
+
+/**
+ * The pool's connections between reads (catch-up, ReadAll, ReadStream, the live feed) and
+ * everything else (appends, which are batched and need few, deletes, checkpoints, projections):
+ * a quarter, at least one, for the writes; the rest, at least one, for reads.
+ */
+export function splitPool(size: number): { writes: number; reads: number } {
+  const writes = Math.max(1, Math.ceil(size / 4));
+  return { writes, reads: Math.max(1, size - writes) };
+}
 export { DEFAULT_SCAN_WINDOW } from "./postgres/scan-window";
 
 /** Opens the store where the configuration says, migrated and ready. */
@@ -36,10 +47,12 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
   const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   const page = { scanWindow: options.scanWindow };
   if (location.kind === "postgres") {
-    const sql = connect({ url: location.url, max: location.poolSize, statementTimeoutMs });
+    const { writes, reads } = splitPool(location.poolSize ?? DEFAULT_POOL_SIZE);
+    const sql = connect({ url: location.url, max: writes, statementTimeoutMs });
     if (options.migrate !== false) await migrateOrClose(sql);
     return createPostgresStore({
       sql,
+      readSql: connect({ url: location.url, max: reads, statementTimeoutMs }),
       limits: options.limits ?? DEFAULT_LIMITS,
       page,
       // A session waiting for notifications runs no statement: the timeout never ends it.

@@ -3,12 +3,11 @@ import { createServer, connect as netConnect, type Server, type Socket } from "n
 import postgres from "postgres";
 import { isEventStoreError, type ProposedEvent } from "../../src/domain";
 import { openStore, type EventStore } from "../../src/store";
-import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeLog } from "../support/slow-log";
+import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeCostlyLog } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { until } from "../support/until";
 
-// About 1 s of PostgreSQL work for the costly filter: long enough to be caught running.
-const EVENTS = 50_000;
+// Seconds of PostgreSQL work in one statement for the costly filter: long enough to be caught running.
 
 let db: TestDatabase;
 let store: EventStore;
@@ -17,7 +16,7 @@ let activity: ReturnType<typeof watchActivity>;
 beforeAll(async () => {
   db = await createTestDatabase();
   store = await openStore({ location: { kind: "postgres", url: db.url } });
-  await writeLog(store, EVENTS);
+  await writeCostlyLog(store);
   activity = watchActivity(db.name);
 }, 120_000);
 
@@ -52,7 +51,7 @@ describe("a read whose caller goes away stops its SQL at once", () => {
     await reading;
     if (process.env.SHOW_TIMES) console.log(`readAll statement stopped ${stoppedMs} ms after the abort`);
     expect(pages).toEqual([]);
-    // Uncancelled, the statement would run for about a second more.
+    // Uncancelled, the statement would run for seconds more.
     expect(stoppedMs).toBeLessThan(300);
   });
 

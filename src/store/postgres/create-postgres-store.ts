@@ -25,6 +25,14 @@ import { deleteStream, getStream, listStreams } from "./streams";
 
 export interface PostgresStoreOptions {
   sql: Sql;
+  /**
+   * The connections of reads, which are cancelled when their callers go away: a cancel request
+   * reaches a connection, not a statement, and one that arrives as its statement ends stops the
+   * connection's next one. On connections of their own, such a stray cancel can only ever stop
+   * another read (which answers UNAVAILABLE, to be retried), never an append; and however many
+   * reads run, appends always have connections. Unset: `sql`.
+   */
+  readSql?: Sql;
   limits?: Limits;
   page?: Partial<PageSettings>;
   /** Called by close(), to release what the caller started with the store (an embedded database). */
@@ -55,6 +63,7 @@ const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 10
  */
 export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const { sql } = options;
+  const readSql = options.readSql ?? sql;
   const limits = options.limits ?? DEFAULT_LIMITS;
   const page = { ...DEFAULT_PAGE, ...options.page };
   const watchers = new Set<CommitWatcher>();
@@ -92,12 +101,12 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     readStream: (stream, opts, signal) =>
       guardIterable(() => {
         validateStreamName(stream);
-        return readStream(sql, stream, opts, page, cancellation(signal));
+        return readStream(readSql, stream, opts, page, cancellation(signal));
       }, signal),
     readAll: (opts, signal) =>
       guardIterable(() => {
         validateFilter(opts.filter, limits);
-        return readAll(sql, opts, page, cancellation(signal));
+        return readAll(readSql, opts, page, cancellation(signal));
       }, signal),
     listStreams: (opts) => guard(() => listStreams(sql, opts)),
     getStream: (stream) =>
@@ -113,7 +122,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     readAfter: (selection, after, limit, signal) =>
       guard(() => {
         validateFilter(selection.filter, limits);
-        return readAfter(sql, selection, after, limit, page, cancellation(signal));
+        return readAfter(readSql, selection, after, limit, page, cancellation(signal));
       }, signal),
     head: () => guard(async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position),
     positionOf: (stream, revision) =>
@@ -156,7 +165,7 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     close: async () => {
       // By now the server has let in-flight calls finish; a connection still open after a
       // second is one postgres.js kept from a failed connect during an outage.
-      await sql.end({ timeout: 1 });
+      await Promise.all([sql.end({ timeout: 1 }), readSql === sql ? undefined : readSql.end({ timeout: 1 })]);
       await options.onClose?.();
     },
   };

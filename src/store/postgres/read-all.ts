@@ -4,9 +4,9 @@ import type { ReadAllOptions } from "../event-store";
 import { cancellable, type Cancellation } from "./cancellable";
 import { nextPageSize, toRecordedEvent } from "./event-row";
 import { andAll, filterConditions } from "./filter-sql";
-import { cutByBytes, pageSql, type PageRow } from "./page-sql";
+import { cutByBytes, headAndPageSql, pageSql, toHeadAndPage, type PageRow } from "./page-sql";
 import type { PageSettings } from "./read-stream";
-import { DEFAULT_SCAN_WINDOW, MAX_POSITION } from "./scan-window";
+import { DEFAULT_SCAN_WINDOW, firstWindow, MAX_POSITION, nextWindow } from "./scan-window";
 import type { Sql } from "./sql";
 
 /**
@@ -16,8 +16,9 @@ import type { Sql } from "./sql";
  * position alone never skips an event committed later.
  *
  * A filter in SQL may pass few events, and a statement would then read the log far beyond its
- * page: each statement scans a window of at most `scanWindow` positions, and the read walks on
- * window by window until the page fills or it passes the log head, read by the same statement.
+ * page: each statement scans a window of positions (sized by what the last one took, at most
+ * `scanWindow`: scan-window.ts), and the read walks on window by window until the page fills
+ * or it passes the log head, read by the same statement.
  * Positions commit in order and may skip numbers, so a range of positions holds every event in
  * it that will ever commit once the head has passed it.
  */
@@ -32,7 +33,7 @@ export async function* readAll(
   const conditions = filterConditions(sql, options.filter);
   const where = andAll(sql, conditions);
   // Without a condition in SQL, a statement reads no more rows than it returns.
-  const window = conditions.length > 0 ? BigInt(page.scanWindow ?? DEFAULT_SCAN_WINDOW) : undefined;
+  const maxWindow = conditions.length > 0 ? BigInt(page.scanWindow ?? DEFAULT_SCAN_WINDOW) : undefined;
   const order = forwards ? sql`e.position asc` : sql`e.position desc`;
   const passes = hasRegexMatchers(options.filter)
     ? (e: RecordedEvent) => matchesRegexMatchers(options.filter, e)
@@ -42,6 +43,7 @@ export async function* readAll(
     options.fromPosition ??
     (forwards ? 0n : (await cancellable(sql<{ position: bigint }[]>`select position from eventstore.log`, cancellation))[0].position);
   let size = Math.min(100, page.maxPageRows);
+  let window = maxWindow && firstWindow(maxWindow, size);
   while (remaining !== 0n && !signal?.aborted) {
     if (from < 1n && !forwards) return;
     // Rows that the regular expressions may drop do not count: scan whole pages then.
@@ -56,14 +58,9 @@ export async function* readAll(
     if (low === undefined) {
       rows = await cancellable(query, cancellation);
     } else {
-      // The head from the statement's own snapshot: every position at or below it that will
-      // ever commit is in that snapshot.
-      const found = await cancellable(
-        sql<(PageRow & { head: bigint })[]>`select h.position as head, p.* from eventstore.log h left join lateral (${query}) p on true`,
-        cancellation,
-      );
-      head = found[0].head;
-      rows = found[0].position === null ? [] : found;
+      let tookMs: number;
+      ({ rows, head, tookMs } = toHeadAndPage(await cancellable(headAndPageSql(sql, query), cancellation)));
+      window = nextWindow(window!, maxWindow!, tookMs);
     }
     if (rows.length > 0) {
       const scanned = rows.map(toRecordedEvent);

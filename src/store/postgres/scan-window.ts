@@ -1,21 +1,42 @@
 /**
- * The most log positions one filtered read statement scans. A filter that matches few events
+ * How many log positions a filtered read statement scans. A filter that matches few events
  * would otherwise have one statement read the whole log for a page: 200,000 events took 3.8 s
- * here with a legal `in` filter, and on PGlite such a statement holds this process's only thread
- * (the statement timeout cannot stop it there). Readers walk the log a window at a time instead,
- * and a window costs at most its positions times what the filter costs a row.
+ * here with a legal `in` filter, and on PGlite such a statement holds this process's only
+ * thread (the statement timeout cannot stop it there). Readers walk the log a window at a time
+ * instead, and a window costs its positions times what the filter costs a row.
  *
- * Measured here (2 busy cores; the worst small-event filters: `in` with 99 values, 100 metadata
- * comparisons): 0.3-3 µs a row on PostgreSQL, 0.5-2 µs on PGlite, so 10,000 positions take
- * about 5-30 ms; 50,000 took up to 150-300 ms. A page of a filter that selects one event in ten
- * still fits in one window of 10,000 (pages hold at most 1,000 rows), so dense reads stay at one
- * statement a page; unfiltered reads need no window (they read what they return).
- *
- * Events of hundreds of KiB cost a row far more (each metadata comparison reads the value
- * again: 1 ms a row for one, 140 ms for 100, on 200 KB of metadata): the window bounds the
- * rows such a statement reads, and the statement timeout what they may cost.
+ * That cost ranges over a thousandfold among legal filters (measured here, 2 busy cores): 0.3-0.5
+ * µs a row for a type or an `in` list of 99 values, 25 µs for 100 ordered comparisons of a
+ * metadata string (250 µs the first time a connection runs one), 1 ms and more for each
+ * comparison of a 200 KB metadata value. So the window follows what the statements take in the
+ * database: it starts at four pages' rows (a page of a filter that passes a quarter of the events
+ * then still takes one statement), grows up to eightfold a statement while they take less than
+ * SCAN_TARGET_MS, and shrinks in proportion when they take more, down to MIN_WINDOW, never
+ * past the scan-window setting.
  */
 export const DEFAULT_SCAN_WINDOW = 10_000;
 
+/** What one windowed statement aims to take in the database: a small stall on PGlite. */
+export const SCAN_TARGET_MS = 50;
+
+const MIN_WINDOW = 16n;
+const MAX_GROWTH = 8n;
+
 /** The largest position PostgreSQL's bigint holds: windows end there. */
 export const MAX_POSITION = 2n ** 63n - 1n;
+
+/** The first window of a read whose pages take `rows` rows. */
+export function firstWindow(limit: bigint, rows: number): bigint {
+  return clamp(4n * BigInt(rows), limit);
+}
+
+/** The window after one of `size` positions whose statement took `tookMs` in the database. */
+export function nextWindow(size: bigint, limit: bigint, tookMs: number): bigint {
+  const scaled = tookMs > 0 ? BigInt(Math.floor((Number(size) * SCAN_TARGET_MS) / tookMs)) : size * MAX_GROWTH;
+  return clamp(scaled < size * MAX_GROWTH ? scaled : size * MAX_GROWTH, limit);
+}
+
+function clamp(size: bigint, limit: bigint): bigint {
+  const low = MIN_WINDOW < limit ? MIN_WINDOW : limit;
+  return size < low ? low : size > limit ? limit : size;
+}

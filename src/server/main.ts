@@ -39,6 +39,13 @@ async function main(): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // SIGHUP is the operator's "read your files again": the auth file and the TLS certificates.
+  // Handled from the start too: its default would end the process, even before it is ready.
+  let reload: (() => void) | undefined;
+  process.on("SIGHUP", () => {
+    log.info("reloading", { signal: "SIGHUP" });
+    reload?.();
+  });
 
   let server;
   try {
@@ -50,11 +57,7 @@ async function main(): Promise<number> {
     }
     throw e;
   }
-  // SIGHUP is the operator's "read your files again": the auth file and the TLS certificates.
-  process.on("SIGHUP", () => {
-    log.info("reloading", { signal: "SIGHUP" });
-    server.reload();
-  });
+  reload = () => server.reload();
   if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
   await server.stop();
   return 0;

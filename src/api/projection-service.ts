@@ -98,7 +98,7 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
             projections.updateStatus(req.name, status, {
               version: optionalVersion(req.expectedVersion),
               status: req.expectedStatus === ProtoStatus.UNSPECIFIED ? undefined : toStatus(req.expectedStatus),
-              holder: req.leaseHolder === "" ? undefined : req.leaseHolder,
+              holder: req.leaseHolder === "" ? undefined : requireStorableText(req.leaseHolder, "lease_holder"),
             }),
           { status }),
         );
@@ -115,19 +115,19 @@ export function registerProjectionService(router: ConnectRouter, { projections, 
               streamRevisions: new Map(Object.entries(req.streamRevisions).map(([s, r]) => [s, toStoredNumber(r, `stream_revisions[${s}]`)])),
             },
             toStoredNumber(req.expectedVersion, "expected_version"),
-            req.leaseHolder === "" ? undefined : req.leaseHolder,
+            req.leaseHolder === "" ? undefined : requireStorableText(req.leaseHolder, "lease_holder"),
           ),
         );
       }),
     acquireProjectionLease: (req, ctx) =>
       unary(async () => {
         const principal = await allowed(ctx, "projection.run", req.name);
-        return answer(control("acquire_projection_lease", principal, req.name, () => projections.acquireLease(req.name, req.holder, req.ttlMs), { holder: req.holder }));
+        return answer(control("acquire_projection_lease", principal, req.name, () => projections.acquireLease(req.name, requireStorableText(req.holder, "holder"), req.ttlMs), { holder: req.holder }));
       }),
     releaseProjectionLease: (req, ctx) =>
       unary(async () => {
         const principal = await allowed(ctx, "projection.run", req.name);
-        await control("release_projection_lease", principal, req.name, () => projections.releaseLease(req.name, req.holder), { holder: req.holder });
+        await control("release_projection_lease", principal, req.name, () => projections.releaseLease(req.name, requireStorableText(req.holder, "holder")), { holder: req.holder });
         return {};
       }),
   });

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { EMPTY_FILTER, recordedEventBytes, type ProposedEvent, type RecordedEvent } from "../../src/domain";
+import { EMPTY_FILTER, recordedEventBytes, silentLogger, type ProposedEvent, type RecordedEvent } from "../../src/domain";
 import { openStore, type EventStore } from "../../src/store";
 import { createLiveFeed } from "../../src/subscriptions";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
@@ -16,7 +16,6 @@ const BIG = 300_000;
 let db: TestDatabase;
 let store: EventStore;
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const big = (kind: "data" | "metadata"): ProposedEvent => ({
   id: randomUUID(),
   type: "Big",
@@ -80,7 +79,7 @@ describe("a read statement", () => {
 
 describe("the live feed", () => {
   it("reads big events about 4 MiB at a time, and small ones 1,000 at a time", async () => {
-    const feed = createLiveFeed({ store, log: silent, pollIntervalMs: 60_000, pageSize: 1000 });
+    const feed = createLiveFeed({ store, log: silentLogger, pollIntervalMs: 60_000, pageSize: 1000 });
     await feed.start();
     const batches: RecordedEvent[][] = [];
     feed.attach({ deliver: (events) => void (events.length > 0 && batches.push(events)), fail: (e) => { throw e; } }, feed.head);

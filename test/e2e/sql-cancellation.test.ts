@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import postgres from "postgres";
 import { createGrpcJsClient, errorInfo, unary } from "../support/grpc-js-client";
 import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeCostlyLog, type ActiveStatement } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
 import { until } from "../support/until";
+import { holdLogLock } from "../support/log-lock";
 
 // The costly filter takes PostgreSQL seconds in one statement over the costly log: far past every bound below.
 const DEADLINE_MS = 300;
@@ -124,18 +124,8 @@ describe("SQL stops when its call does", () => {
     const event = { id: randomUUID(), type: "Tested", json: { stringValue: "x" } };
     // Another session holds the log lock: the append ahead waits in the database, and the late
     // one, arriving meanwhile, waits in the server for the next batch.
-    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holding = locker.begin(async (tx) => {
-      await tx`select position from eventstore.log for update`;
-      locked();
-      await released;
-    });
+    const lock = await holdLogLock(db.url);
     try {
-      await isLocked;
       const first = unary(client, "Append", { stream: ahead, events: [event] });
       await until(async () => (await activity.active("append_batch")).length > 0, "the append ahead to wait on the lock", 5000);
       const error = await new Promise<grpc.ServiceError | null>((resolve) =>
@@ -144,16 +134,13 @@ describe("SQL stops when its call does", () => {
       expect(error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       // Held past the deadline: the late append would be in the next batch if it were kept.
       await new Promise((r) => setTimeout(r, 200));
-      release();
-      await holding;
+      await lock.release();
       await first;
       await unary(client, "Append", { stream: `after-${randomUUID()}`, events: [{ ...event, id: randomUUID() }] });
       const missing = await unary(client, "GetStream", { stream: late }).catch((e: grpc.ServiceError) => e);
       expect((missing as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
     } finally {
-      release();
-      await holding.catch(() => {});
-      await locker.end({ timeout: 1 });
+      await lock.release();
     }
   });
 });

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
-import postgres from "postgres";
 import { isEventStoreError, type ProposedEvent } from "../../src/domain";
 import { openStore, type EventStore } from "../../src/store";
 import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeCostlyLog } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { until } from "../support/until";
+import { holdLogLock } from "../support/log-lock";
 
 // Seconds of PostgreSQL work in one statement for the costly filter: long enough to be caught running.
 
@@ -97,18 +97,8 @@ describe("an append whose caller has gone before it is sent is not sent", () => 
     const ahead = `ahead-${randomUUID()}`;
     const late = `late-${randomUUID()}`;
     // Another session holds the log lock, so the first append's batch waits in the database.
-    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holding = locker.begin(async (tx) => {
-      await tx`select position from eventstore.log for update`;
-      locked();
-      await released;
-    });
+    const lock = await holdLogLock(db.url);
     try {
-      await isLocked;
       const first = store.append([{ stream: ahead, expected: "any", events: [event()] }]);
       await until(async () => (await activity.active("append_batch")).length > 0, "the first batch to wait on the lock", 5000);
       const started = Date.now();
@@ -121,47 +111,31 @@ describe("an append whose caller has gone before it is sent is not sent", () => 
       expect(error).toMatchObject({ name: "TimeoutError" });
       // Answered when its deadline passed, not when the batch ahead was done.
       expect(waitedMs).toBeLessThan(1000);
-      release();
-      await holding;
+      await lock.release();
       const [result] = await first;
       expect(result.stream).toBe(ahead);
       // The batcher has written everything it had: the late append was not among it.
       await store.append([{ stream: `after-${randomUUID()}`, expected: "any", events: [event()] }]);
       await expect(store.getStream(late)).rejects.toMatchObject({ kind: "STREAM_NOT_FOUND" });
     } finally {
-      release();
-      await holding.catch(() => {});
-      await locker.end({ timeout: 1 });
+      await lock.release();
     }
   });
 
   it("an append already sent when its signal aborts is not withdrawn: its outcome is the database's", async () => {
     const stream = `sent-${randomUUID()}`;
-    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holding = locker.begin(async (tx) => {
-      await tx`select position from eventstore.log for update`;
-      locked();
-      await released;
-    });
+    const lock = await holdLogLock(db.url);
     try {
-      await isLocked;
       const controller = new AbortController();
       const append = store.append([{ stream, expected: "any", events: [event()] }], controller.signal);
       await until(async () => (await activity.active("append_batch")).length > 0, "the batch to wait on the lock", 5000);
       controller.abort();
-      release();
-      await holding;
+      await lock.release();
       const [result] = await append;
       expect(result.revision).toBe(0n);
       expect((await store.getStream(stream)).revision).toBe(0n);
     } finally {
-      release();
-      await holding.catch(() => {});
-      await locker.end({ timeout: 1 });
+      await lock.release();
     }
   });
 });

@@ -5,6 +5,7 @@ import { connect, openStore, type EventStore } from "../../src/store";
 import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeCostlyLog } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { until } from "../support/until";
+import { holdLogLock } from "../support/log-lock";
 
 // Seconds of PostgreSQL work in one statement for the costly filter, far past the timeout below.
 const TIMEOUT_MS = 200;
@@ -73,24 +74,12 @@ describe("every statement runs under the statement timeout", () => {
 
   it("an append that waits past it fails with STATEMENT_TIMEOUT and writes nothing", async () => {
     const stream = `waits-${randomUUID()}`;
-    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holding = locker.begin(async (tx) => {
-      await tx`select position from eventstore.log for update`;
-      locked();
-      await released;
-    });
+    const lock = await holdLogLock(db.url);
     try {
-      await isLocked;
       const { error } = await failure(() => store.append([{ stream, expected: "any", events: [event()] }]));
       expect(error).toMatchObject({ kind: "STATEMENT_TIMEOUT" });
     } finally {
-      release();
-      await holding.catch(() => {});
-      await locker.end({ timeout: 1 });
+      await lock.release();
     }
     await expect(store.getStream(stream)).rejects.toMatchObject({ kind: "STREAM_NOT_FOUND" });
   });

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS, type Limits } from "../domain";
 import { DEFAULT_SCAN_WINDOW, DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
 import type { LogLevel } from "./logger";
+import { leastRequestBytes } from "./request-size-limits";
 
 export interface Config {
   command: "serve" | "migrate" | "token" | "help";
@@ -56,6 +57,8 @@ export interface ConnectionLimits {
   requestBodyTimeoutMs: number;
   /** Request bytes the server holds at once, all calls together, while their requests arrive. */
   maxBufferedRequestBytes: number;
+  /** Bytes of one request message to any method but the appends (whose limit follows maxAppendBytes). */
+  maxRequestBytes: number;
 }
 
 export interface TlsFiles {
@@ -113,6 +116,7 @@ const SETTINGS = {
   // Under 500 stalled calls, RSS measured about 70 MiB + 2.1 x this (chunks let go are freed only at V8's next
   // collection): 128 MiB keeps it near 340 MiB, under 512; the largest request (~23 MiB by default) fits 5 times.
   "max-buffered-request-bytes": { env: "MAX_BUFFERED_REQUEST_BYTES", default: String(128 * 1024 * 1024), help: "most request bytes held at once, all calls together, while their requests arrive; a call past it is refused with RESOURCE_EXHAUSTED" },
+  "max-request-bytes": { env: "MAX_REQUEST_BYTES", default: String(4 * 1024 * 1024), help: "most bytes in one request message other than an append (appends: --max-append-bytes, with room for JSON); larger is refused from its length with RESOURCE_EXHAUSTED" },
   "max-subscriptions": { env: "MAX_SUBSCRIPTIONS", default: "2000", help: "most open subscriptions on this server" },
   "max-subscriptions-per-principal": { env: "MAX_SUBSCRIPTIONS_PER_PRINCIPAL", default: "1000", help: "most open subscriptions of one principal (anonymous callers share one)" },
   "max-event-loop-lag-ms": { env: "MAX_EVENT_LOOP_LAG_MS", default: "1000", help: "health answers NOT_SERVING while the event loop runs this late (0: never)" },
@@ -200,6 +204,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
   const logLevel = get("log-level");
   if (!["debug", "info", "warn", "error", "silent"].includes(logLevel)) throw new ConfigError(`unknown log level ${logLevel}`);
+  const limits: Limits = {
+    maxAppendEvents: int("max-append-events", 1),
+    maxEventBytes: int("max-event-bytes", 1),
+    maxAppendBytes: int("max-append-bytes", 1),
+    maxAppendStreams: int("max-append-streams", 1),
+    maxEventTypeLength: int("max-event-type-length", 1),
+    maxContentTypeLength: int("max-content-type-length", 1),
+    // Past 48, what was stored nests deeper than protobuf's usual recursion limit of 100 lets readers read.
+    maxMetadataDepth: int("max-metadata-depth", 1, 48),
+    maxMetadataValues: int("max-metadata-values", 1),
+    maxAppendJsonValues: int("max-append-json-values", 1),
+    maxFilterTerms: int("max-filter-terms", 1),
+    maxFilterBytes: int("max-filter-bytes", 1),
+    maxRegexLength: int("max-regex-length", 1),
+    maxRegexInstructions: int("max-regex-instructions", 8),
+    maxProjectionStateBytes: int("max-projection-state-bytes", 1),
+    maxProjectionStreams: int("max-projection-streams", 1),
+  };
   return {
     command,
     host,
@@ -213,24 +235,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     tls: certFile ? { cert: certFile, key: keyFile, clientCa: clientCa || undefined } : undefined,
     authFile,
     insecure,
-    limits: {
-      maxAppendEvents: int("max-append-events", 1),
-      maxEventBytes: int("max-event-bytes", 1),
-      maxAppendBytes: int("max-append-bytes", 1),
-      maxAppendStreams: int("max-append-streams", 1),
-      maxEventTypeLength: int("max-event-type-length", 1),
-      maxContentTypeLength: int("max-content-type-length", 1),
-      // Past 48, what was stored nests deeper than protobuf's usual recursion limit of 100 lets readers read.
-      maxMetadataDepth: int("max-metadata-depth", 1, 48),
-      maxMetadataValues: int("max-metadata-values", 1),
-      maxAppendJsonValues: int("max-append-json-values", 1),
-      maxFilterTerms: int("max-filter-terms", 1),
-      maxFilterBytes: int("max-filter-bytes", 1),
-      maxRegexLength: int("max-regex-length", 1),
-      maxRegexInstructions: int("max-regex-instructions", 8),
-      maxProjectionStateBytes: int("max-projection-state-bytes", 1),
-      maxProjectionStreams: int("max-projection-streams", 1),
-    },
+    limits,
     logLevel: logLevel as LogLevel,
     shutdownGraceMs: int("shutdown-grace-ms", 0),
     subscriptions: {
@@ -243,14 +248,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     },
     pingIntervalMs: int("ping-interval-ms", 0),
     compressMinBytes: int("compress-min-bytes", 0),
-    connections: connectionLimits(int),
+    connections: connectionLimits(int, limits),
     maxSubscriptions: int("max-subscriptions", 1),
     maxSubscriptionsPerPrincipal: int("max-subscriptions-per-principal", 1),
     maxEventLoopLagMs: int("max-event-loop-lag-ms", 0),
   };
 }
 
-function connectionLimits(int: (name: Setting, min: number, max?: number) => number): ConnectionLimits {
+function connectionLimits(int: (name: Setting, min: number, max?: number) => number, events: Limits): ConnectionLimits {
   const limits = {
     maxConnections: int("max-connections", 1),
     // RFC 9113 advises no fewer than 100; SETTINGS values are 32-bit.
@@ -260,7 +265,15 @@ function connectionLimits(int: (name: Setting, min: number, max?: number) => num
     http1KeepAliveTimeoutMs: int("http1-keep-alive-timeout-ms", 0),
     requestBodyTimeoutMs: int("request-body-timeout-ms", 0),
     maxBufferedRequestBytes: int("max-buffered-request-bytes", 1),
+    maxRequestBytes: int("max-request-bytes", 1),
   };
+  const least = leastRequestBytes(events);
+  if (limits.maxRequestBytes < least) {
+    throw new ConfigError(
+      `--max-request-bytes must hold a projection's largest state and stream map in Connect JSON: at least ${least} ` +
+        `with --max-projection-state-bytes ${events.maxProjectionStateBytes} and --max-projection-streams ${events.maxProjectionStreams}`,
+    );
+  }
   // Node refuses headers that may take longer than the whole request.
   if (limits.http1RequestTimeoutMs > 0 && limits.http1HeadersTimeoutMs > limits.http1RequestTimeoutMs) {
     throw new ConfigError("--http1-headers-timeout-ms must not exceed --http1-request-timeout-ms");

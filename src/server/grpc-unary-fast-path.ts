@@ -17,6 +17,7 @@ import { envelope, errorTrailers, headerObject, OK_TRAILERS, readMessage } from 
 import { closeUnfinishedRequest } from "./request-body-timeout";
 import type { RequestBudget } from "./request-budget";
 import type { RequestHandler } from "./listen";
+import type { RequestSize, RequestSizeLimits } from "./request-size-limits";
 import { UnaryCallContext } from "./unary-call-context";
 
 type UnaryImpl = (request: unknown, context: HandlerContext) => Promise<unknown> | unknown;
@@ -26,14 +27,16 @@ interface UnaryRoute {
   impl: UnaryImpl;
   /** A decoder of the method's request faster than protobuf-es's; undefined when it gives up. */
   decode?: RequestDecoder;
+  /** The most bytes of its request message. */
+  size: RequestSize;
 }
 
 /** Decodes a request as protobuf-es would, or answers undefined to leave it to protobuf-es. */
 export type RequestDecoder = (bytes: Uint8Array) => Message | undefined;
 
 export interface GrpcUnaryFastPathOptions {
-  /** Requests larger than this are refused with RESOURCE_EXHAUSTED, as Connect refuses them. */
-  readMaxBytes: number;
+  /** Requests larger than their method's size are refused with RESOURCE_EXHAUSTED, as Connect refuses them. */
+  sizes: RequestSizeLimits;
   /** A request whose message has not arrived whole this long after its headers is refused; 0: never. */
   requestBodyTimeoutMs?: number;
   /** The server's budget of request bytes still arriving, which each call's message is read within. */
@@ -78,7 +81,8 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Grpc
   function add(method: DescMethod, impl: UnaryImpl): void {
     if (method.methodKind !== "unary") return;
     const decode = options.decoders?.[method.input.typeName];
-    routes.set(`/${method.parent.typeName}/${method.name}`, { method: method as DescMethodUnary, impl, decode });
+    const path = `/${method.parent.typeName}/${method.name}`;
+    routes.set(path, { method: method as DescMethodUnary, impl, decode, size: options.sizes.of(path) });
   }
 
   return {
@@ -146,7 +150,7 @@ async function call(
     const timeout = parseTimeout(headerValue(req.headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
     const deadline = timeout.timeoutMs === undefined ? undefined : arrived + timeout.timeoutMs;
-    const bytes = await readMessage(req, options.readMaxBytes, options.requestBodyTimeoutMs, hold);
+    const bytes = await readMessage(req, route.size, options.requestBodyTimeoutMs, hold);
     // A client that is gone, or a deadline that has passed, before the call begins: nothing runs.
     // (A reset stream ends the request's body as if it were complete, before "close".)
     if (req.aborted || res.stream.closed) return;

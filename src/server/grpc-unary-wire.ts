@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { encodeGrpcMessage } from "./grpc-message-encoding";
 import { requestBodyTimedOut } from "./request-body-timeout";
+import type { RequestSize } from "./request-size-limits";
 import { messageTooLarge, requestBudgetExceeded, type RequestBudgetHold } from "./request-budget";
 
 // The gRPC wire format of a unary call: one length-prefixed message each way, the status in
@@ -13,14 +14,14 @@ const ENVELOPE = 5;
 const FLAG_COMPRESSED = 0b1;
 
 /**
- * Reads a unary request's one message. A message that says it is larger than `readMaxBytes`,
+ * Reads a unary request's one message. A message that says it is larger than `limit`,
  * or than what is left of the server's request budget, is refused as soon as its envelope
  * arrives, before its bytes are gathered; one whose next chunk would take the server past its
  * budget is refused then; one that has not arrived whole within `timeoutMs` (0: no limit) is
  * refused then. A refused message's bytes are let go, and given back to the budget at once;
  * those of a message read stay in `hold` until the caller has parsed them.
  */
-export function readMessage(req: Http2ServerRequest, readMaxBytes: number, timeoutMs = 0, hold?: RequestBudgetHold): Promise<Uint8Array> {
+export function readMessage(req: Http2ServerRequest, limit: RequestSize, timeoutMs = 0, hold?: RequestBudgetHold): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     let chunks: Buffer[] = [];
     let size = 0;
@@ -45,8 +46,8 @@ export function readMessage(req: Http2ServerRequest, readMaxBytes: number, timeo
       if (declared < 0 && size >= ENVELOPE) {
         const head = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
         declared = head.readUInt32BE(1);
-        if (declared > readMaxBytes) {
-          refuse(messageTooLarge(declared, readMaxBytes));
+        if (declared > limit.maxBytes) {
+          refuse(messageTooLarge(declared, limit));
           return;
         }
         // Bytes it has yet to send that the budget could not hold: refused now, not 20 MiB later.

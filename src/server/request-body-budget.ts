@@ -1,12 +1,13 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { RequestHandler } from "./listen";
 import { refuseRestOfRequest } from "./request-body-timeout";
+import type { RequestSize, RequestSizeLimits } from "./request-size-limits";
 import { CHUNK_OVERHEAD_BYTES, messageTooLarge, requestBudgetExceeded, type RequestBudget, type RequestBudgetHold } from "./request-budget";
 
 export interface RequestBodyBudgetOptions {
   budget: RequestBudget;
-  /** Connect's readMaxBytes: the largest message. */
-  readMaxBytes: number;
+  /** The largest message of each method. */
+  sizes: RequestSizeLimits;
   /** Whether the method at `path` takes a stream of messages (client or bidi streaming). */
   takesStream(path: string): boolean;
 }
@@ -35,11 +36,12 @@ export function withRequestBodyBudget(handler: RequestHandler, options: RequestB
   return (req, res) => {
     if (req.readableEnded) return handler(req, res);
     const hold = options.budget.open();
+    const size = options.sizes.of(req.url ?? "");
     res.once("close", () => hold.close());
     let body: CountedBody;
-    if (isEnveloped(req.headers["content-type"])) body = createEnvelopedBody(hold, options.readMaxBytes);
+    if (isEnveloped(req.headers["content-type"])) body = createEnvelopedBody(hold, size);
     else {
-      body = createPlainBody(hold, options.readMaxBytes, options.takesStream(req.url ?? "") ? undefined : req.headers["content-length"]);
+      body = createPlainBody(hold, size, options.takesStream(req.url ?? "") ? undefined : req.headers["content-length"]);
       // Node has framed the body by it already; Connect would only allocate it.
       delete req.headers["content-length"];
     }
@@ -87,7 +89,7 @@ export function withRequestBodyBudget(handler: RequestHandler, options: RequestB
 interface CountedBody {
   /** Before the first chunk is read: the refusal of a body that says it is too large, or will not fit. */
   start(): ConnectError | undefined;
-  /** Counts `chunk`; the refusal of what it takes past readMaxBytes or the budget. */
+  /** Counts `chunk`; the refusal of what it takes past the method's size or the budget. */
   advance(chunk: Buffer): ConnectError | undefined;
   /** What the hold must keep while the next chunk is awaited: all but the messages parsed. */
   readonly unfinishedCost: number;
@@ -104,18 +106,21 @@ function isEnveloped(contentType: string | undefined): boolean {
  * Content-Length says it is too large, or will not fit in what is left, is refused before its
  * first byte is read.
  */
-function createPlainBody(hold: RequestBudgetHold, readMaxBytes: number, contentLength: string | undefined): CountedBody {
+function createPlainBody(hold: RequestBudgetHold, size: RequestSize, contentLength: string | undefined): CountedBody {
   let declared = contentLength !== undefined && /^\d+$/.test(contentLength) ? Number(contentLength) : undefined;
+  let read = 0;
   return {
     start() {
       if (declared === undefined) return undefined;
       const length = declared;
       declared = undefined;
-      if (length > readMaxBytes) return messageTooLarge(length, readMaxBytes);
+      if (length > size.maxBytes) return messageTooLarge(length, size);
       if (length > hold.budget.availableBytes) return requestBudgetExceeded(hold.budget.maxBytes, length);
       return undefined;
     },
     advance(chunk) {
+      // A body sent without a length is gathered up to the limit, not past it.
+      if ((read += chunk.byteLength) > size.maxBytes) return messageTooLarge(read, size);
       return hold.takeChunk(chunk.byteLength) ? undefined : requestBudgetExceeded(hold.budget.maxBytes, hold.bytes + chunk.byteLength);
     },
     get unfinishedCost() {
@@ -128,7 +133,7 @@ function createPlainBody(hold: RequestBudgetHold, readMaxBytes: number, contentL
  * A body of enveloped messages, followed through their envelopes: each message's size is taken
  * when its envelope arrives (Connect allocates it then), its bytes then arrive taken already.
  */
-function createEnvelopedBody(hold: RequestBudgetHold, readMaxBytes: number): CountedBody {
+function createEnvelopedBody(hold: RequestBudgetHold, size: RequestSize): CountedBody {
   const head = Buffer.alloc(ENVELOPE);
   let headBytes = 0;
   /** Bytes of the current message's data still to come, once its envelope is whole; -1 before. */
@@ -157,7 +162,7 @@ function createEnvelopedBody(hold: RequestBudgetHold, readMaxBytes: number): Cou
           if (headBytes < ENVELOPE) break;
           headBytes = 0;
           dataToCome = head.readUInt32BE(1);
-          if (dataToCome > readMaxBytes) return messageTooLarge(dataToCome, readMaxBytes);
+          if (dataToCome > size.maxBytes) return messageTooLarge(dataToCome, size);
           // What has not come with this chunk is taken now, before Connect allocates it.
           if (!hold.take(dataToCome - Math.min(dataToCome, chunk.byteLength - at))) return exceeded(ENVELOPE + dataToCome);
         }

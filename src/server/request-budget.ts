@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { ERROR_DOMAIN } from "../api/connect-error";
+import type { RequestSize } from "./request-size-limits";
 
 /**
  * The request bytes the whole server holds at once for calls whose request is still arriving:
@@ -106,7 +107,24 @@ export function requestBudgetExceeded(maxBytes: number, value: number): ConnectE
   );
 }
 
-/** Connect's own answer to a message larger than readMaxBytes, in its words, so both paths say the same. */
-export function messageTooLarge(size: number, readMaxBytes: number): ConnectError {
-  return new ConnectError(`message size ${size} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
+/**
+ * The answer to a request message larger than its method takes, refused from its length:
+ * RESOURCE_EXHAUSTED with an ErrorInfo naming the setting, as every limit answers.
+ */
+export function messageTooLarge(size: number, limit: RequestSize): ConnectError {
+  return new ConnectError(
+    `request: a message of ${size} bytes is larger than this method takes (${limit.maxBytes}, from --${limit.setting})`,
+    Code.ResourceExhausted,
+    undefined,
+    [
+      {
+        desc: ErrorInfoSchema,
+        value: {
+          reason: "LIMIT_EXCEEDED",
+          domain: ERROR_DOMAIN,
+          metadata: { field: "request", limit: String(limit.maxBytes), value: String(size), setting: limit.setting },
+        },
+      },
+    ],
+  );
 }

@@ -29,6 +29,7 @@ import { monitorEventLoop } from "./event-loop-monitor";
 import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
 import { withRequestBodyBudget } from "./request-body-budget";
 import { createRequestBudget } from "./request-budget";
+import { requestSizeLimits, withRequestSizeLimits } from "./request-size-limits";
 import { readTls, watchTls } from "./tls-files";
 
 export interface RunningServer {
@@ -79,13 +80,12 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     guard,
     subscriptionLimits: createSubscriptionLimits({ maxPerServer: config.maxSubscriptions, maxPerPrincipal: config.maxSubscriptionsPerPrincipal }),
   });
-  // Refuse oversized requests before buffering them: the append limit, plus room for base64
-  // in Connect JSON and for the envelope.
-  const readMaxBytes = Math.ceil(config.limits.maxAppendBytes * 1.4) + 1024 * 1024;
-  // Many slow requests together are bounded by this, each one by readMaxBytes and the body timeout.
+  // Oversized requests are refused before they are buffered, each method's at its own size.
+  const sizes = requestSizeLimits(config.limits, config.connections.maxRequestBytes);
+  // Many slow requests together are bounded by this, each one by its size limit and the body timeout.
   const requestBudget = createRequestBudget(config.connections.maxBufferedRequestBytes);
   const unary = createGrpcUnaryFastPath({
-    readMaxBytes,
+    sizes,
     budget: requestBudget,
     shutdown: shutdown.signal,
     log,
@@ -96,10 +96,10 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   let requestStreams: ReadonlySet<string> = new Set();
   const connect = connectNodeAdapter({
     routes(connectRouter) {
-      const router = unary.wrap(connectRouter);
+      const router = unary.wrap(withRequestSizeLimits(connectRouter, sizes));
       registerEventStoreService(router, { store, limits: config.limits, log, shutdown: shutdown.signal, subscribe, guard });
       // Appends that Connect serves get the fast path's wire check of the limits too.
-      checkAppendBodies(connectRouter.handlers, { limits: config.limits, log, readMaxBytes });
+      checkAppendBodies(connectRouter.handlers, { limits: config.limits, log, readMaxBytes: sizes.appends.maxBytes });
       registerProjectionService(router, { projections: store.projections, log, guard });
       registerHealthService(access?.isPublic("health") === false ? authenticated(router, log) : router, health, shutdown.signal);
       registerReflectionService(access?.isPublic("reflection") === false ? authenticated(router, log) : router, [
@@ -111,7 +111,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       ]);
       requestStreams = requestStreamPaths(connectRouter.handlers);
     },
-    readMaxBytes,
+    readMaxBytes: sizes.largest,
     contextValues,
     // Every common client offers gzip, and connect-node would then compress each message of
     // 1 KiB or more: for a subscription, one gzip run per event, which cost more CPU than
@@ -123,7 +123,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   // The budget's count is outermost: it sees each chunk as it comes from the request.
   const viaConnect = withRequestBodyBudget(
     withRequestBodyTimeout(withSpecGrpcMessage(connect), { timeoutMs: config.connections.requestBodyTimeoutMs, takesStream }),
-    { budget: requestBudget, readMaxBytes, takesStream },
+    { budget: requestBudget, sizes, takesStream },
   );
   const handler: RequestHandler = (req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);

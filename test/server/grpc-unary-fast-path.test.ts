@@ -19,6 +19,7 @@ import { errorInfo } from "../support/grpc-js-client";
 import { until } from "../support/until";
 
 const READ_MAX_BYTES = 4096;
+const SIZE = { maxBytes: READ_MAX_BYTES, setting: "max-request-bytes" } as const;
 const METHOD = "/grpc.health.v1.Health/Check";
 
 // One unary method whose behaviour the request's `service` field picks, served the way the
@@ -59,13 +60,15 @@ async function check(req: HealthCheckRequest, ctx: HandlerContext) {
   }
 }
 
+const requestSizes = { of: () => SIZE, appends: SIZE, largest: READ_MAX_BYTES };
+
 beforeEach(async () => {
   shutdown = new AbortController();
   fastCalls = 0;
   implCalls = 0;
   logged.length = 0;
   abortReasons.length = 0;
-  const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: recordingLogger });
+  const unary = createGrpcUnaryFastPath({ sizes: requestSizes, shutdown: shutdown.signal, log: recordingLogger });
   const connect = withSpecGrpcMessage(
     connectNodeAdapter({
       routes: (router) => unary.wrap(router).service(Health, { check }),
@@ -177,12 +180,12 @@ describe("unary gRPC calls on the fast path", () => {
     expect(status.metadata.get("x-answer-trailer")).toEqual(["t"]);
   });
 
-  test("a request over the size limit is refused with RESOURCE_EXHAUSTED, from its envelope, as Connect words it", async () => {
+  test("a request over the size limit is refused with RESOURCE_EXHAUSTED, from its envelope, naming the setting", async () => {
     const { error } = await callCheck(client(false), "x".repeat(READ_MAX_BYTES + 1)).answer;
     expect(fastCalls).toBe(1);
     expect(implCalls).toBe(0);
     expect(error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(error?.details).toBe(`message size ${READ_MAX_BYTES + 4} is larger than configured readMaxBytes ${READ_MAX_BYTES}`);
+    expect(error?.details).toBe(`request: a message of ${READ_MAX_BYTES + 4} bytes is larger than this method takes (${READ_MAX_BYTES}, from --max-request-bytes)`);
   });
 
   test("a message that says it is over the limit is refused before the rest of it arrives", async () => {
@@ -285,7 +288,7 @@ describe("unary gRPC calls on the fast path", () => {
   });
   test("methods registered with interceptors stay with Connect, which runs them", async () => {
     let intercepted = 0;
-    const unary = createGrpcUnaryFastPath({ readMaxBytes: READ_MAX_BYTES, shutdown: shutdown.signal, log: recordingLogger });
+    const unary = createGrpcUnaryFastPath({ sizes: requestSizes, shutdown: shutdown.signal, log: recordingLogger });
     const connect = connectNodeAdapter({
       routes: (router) =>
         unary.wrap(router).service(Health, { check }, {

@@ -16,7 +16,10 @@ export interface Cancellation {
  * Runs `query` unless the caller has already gone, and cancels it in the database the moment
  * the signal aborts: the statement stops at once (PostgreSQL answers 57014) rather than running
  * on for a caller who no longer waits. Rejects with the signal's reason once it has aborted, so
- * the caller sees why it stopped and not the database's side of it.
+ * the caller sees why it stopped and not the database's side of it, even when the statement
+ * ended before the cancel reached it: a read is used for nothing by a caller who has gone, and
+ * whether it ends with rows or with the reason should not depend on that race. (Reads only: an
+ * append that committed must say so.)
  *
  * A cancel request reaches a connection, not a statement: one that arrives after the statement
  * ended and the connection began another would stop that one instead. postgres.js only sends
@@ -34,7 +37,9 @@ export async function cancellable<T extends readonly Row[]>(query: PendingQuery<
   };
   signal.addEventListener("abort", onAbort, { once: true });
   try {
-    return await query;
+    const rows = await query;
+    if (signal.aborted) throw signal.reason;
+    return rows;
   } catch (e) {
     throw signal.aborted ? signal.reason : e;
   } finally {

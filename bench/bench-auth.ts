@@ -24,6 +24,8 @@ export function enableBenchAuth(): string {
       rules: [
         ...Array.from({ length: 5 }, (_, i) => ({ roles: [`role-${i}`], permissions: ["read", "write", "subscribe"], categories: [`cat${i}`] })),
         { roles: ["benchmark"], permissions: ["read", "write", "subscribe", "checkpoint"], streams: ["*"], subscriptions: ["*"] },
+        // The catch-up case runs a projector too.
+        { roles: ["benchmark"], permissions: ["projection.read", "projection.run", "projection.admin"], projections: ["*"] },
       ],
     }),
   );

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS, type Limits } from "../domain";
-import { DEFAULT_SCAN_WINDOW, DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
+import { DEFAULT_MAX_CONCURRENT_SCANS, DEFAULT_SCAN_WINDOW, DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
 import type { LogLevel } from "./logger";
 import { leastRequestBytes } from "./request-size-limits";
 
@@ -13,6 +13,8 @@ export interface Config {
   statementTimeoutMs: number;
   /** The most log positions one filtered read statement scans. */
   scanWindow: number;
+  /** Filtered log scans in the database at once, all callers together. */
+  maxConcurrentScans: number;
   /** PEM files, read at start and again when they change: serve TLS. */
   tls?: TlsFiles;
   /** The security configuration file (tokens, JWT, rules); unset: no authentication. */
@@ -76,6 +78,7 @@ const SETTINGS = {
   "data-dir": { env: "DATA_DIR", default: "./data", help: "embedded database directory, or 'memory'" },
   "db-pool-size": { env: "DB_POOL_SIZE", default: "10", help: "PostgreSQL connections per server (besides LISTEN): a quarter for writes, the rest for reads, at least one each" },
   "statement-timeout-ms": { env: "STATEMENT_TIMEOUT_MS", default: String(DEFAULT_STATEMENT_TIMEOUT_MS), help: "longest one SQL statement may run; past it the call fails with RESOURCE_EXHAUSTED (0: no limit; migrations are exempt)" },
+  "max-concurrent-scans": { env: "MAX_CONCURRENT_SCANS", default: String(DEFAULT_MAX_CONCURRENT_SCANS), help: "most filtered log scans (ReadAll, subscription catch-up) in the database at once, all callers together; the rest wait their turn" },
   "scan-window": { env: "SCAN_WINDOW", default: String(DEFAULT_SCAN_WINDOW), help: "most log positions one filtered read statement scans; sparse filters read the log this many positions at a time" },
   "tls-cert": { env: "TLS_CERT", default: "", help: "PEM certificate file: serve TLS (HTTP/2 and HTTP/1.1)" },
   "tls-key": { env: "TLS_KEY", default: "", help: "PEM private key file for --tls-cert" },
@@ -232,6 +235,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     statementTimeoutMs: int("statement-timeout-ms", 0, 2_147_483_647),
     // Below 1,000 (a page's most rows) a dense page would take more than one statement.
     scanWindow: int("scan-window", 1000, 2 ** 40),
+    maxConcurrentScans: int("max-concurrent-scans", 1),
     tls: certFile ? { cert: certFile, key: keyFile, clientCa: clientCa || undefined } : undefined,
     authFile,
     insecure,

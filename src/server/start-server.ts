@@ -252,6 +252,7 @@ async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSig
         listenProbeIntervalMs: config.subscriptions.listenProbeIntervalMs,
         statementTimeoutMs: config.statementTimeoutMs,
         scanWindow: config.scanWindow,
+        maxConcurrentScans: config.maxConcurrentScans,
       });
     } catch (e) {
       // A locked data directory will not free itself by waiting.

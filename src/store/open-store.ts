@@ -2,6 +2,7 @@ import { DEFAULT_LIMITS, type Limits, type Logger } from "../domain";
 import type { EventStore } from "./event-store";
 import { startEmbeddedDatabase } from "./embedded-database";
 import { createPostgresStore, migrateStore } from "./postgres/create-postgres-store";
+import { createScanSlots, DEFAULT_MAX_CONCURRENT_SCANS } from "./postgres/scan-slots";
 import { connect } from "./postgres/sql";
 
 export type StoreLocation =
@@ -25,6 +26,8 @@ export interface OpenStoreOptions {
   statementTimeoutMs?: number;
   /** The most log positions one filtered read statement scans (see scan-window.ts). */
   scanWindow?: number;
+  /** The most filtered log scans in the database at once, all callers together (see scan-slots.ts). */
+  maxConcurrentScans?: number;
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
@@ -40,12 +43,13 @@ export function splitPool(size: number): { writes: number; reads: number } {
   return { writes, reads: Math.max(1, size - writes) };
 }
 export { DEFAULT_SCAN_WINDOW } from "./postgres/scan-window";
+export { DEFAULT_MAX_CONCURRENT_SCANS } from "./postgres/scan-slots";
 
 /** Opens the store where the configuration says, migrated and ready. */
 export async function openStore(options: OpenStoreOptions): Promise<EventStore> {
   const { location } = options;
   const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-  const page = { scanWindow: options.scanWindow };
+  const page = { scanWindow: options.scanWindow, scanSlots: createScanSlots(options.maxConcurrentScans ?? DEFAULT_MAX_CONCURRENT_SCANS) };
   if (location.kind === "postgres") {
     const { writes, reads } = splitPool(location.poolSize ?? DEFAULT_POOL_SIZE);
     const sql = connect({ url: location.url, max: writes, statementTimeoutMs });

@@ -62,7 +62,11 @@ export async function readAfter(
       limit,
       pageBytes: page.pageBytes,
     });
-    const { head, rows: found, tookMs } = toHeadAndPage(await cancellable(headAndPageSql(sql, query), cancellation));
+    const read = () => cancellable(headAndPageSql(sql, query), cancellation);
+    // A scan of the log waits its turn with the others (scan-slots.ts); a read of a stream or
+    // of the whole log does what its reader reads, and does not.
+    const answer = window === undefined ? await read() : await (page.scanSlots?.run(read, cancellation?.signal) ?? read());
+    const { head, rows: found, tookMs } = toHeadAndPage(answer);
     if (window !== undefined) {
       window = nextWindow(window, maxWindow!, tookMs);
       windows.set(selection.filter, window);

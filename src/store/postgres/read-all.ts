@@ -18,7 +18,8 @@ import type { Sql } from "./sql";
  * A filter in SQL may pass few events, and a statement would then read the log far beyond its
  * page: each statement scans a window of positions (sized by what the last one took, at most
  * `scanWindow`: scan-window.ts), and the read walks on window by window until the page fills
- * or it passes the log head, read by the same statement.
+ * or it passes the log head, read by the same statement. Each such statement waits for a scan
+ * slot (scan-slots.ts).
  * Positions commit in order and may skip numbers, so a range of positions holds every event in
  * it that will ever commit once the head has passed it.
  */
@@ -59,7 +60,8 @@ export async function* readAll(
       rows = await cancellable(query, cancellation);
     } else {
       let tookMs: number;
-      ({ rows, head, tookMs } = toHeadAndPage(await cancellable(headAndPageSql(sql, query), cancellation)));
+      const scan = () => cancellable(headAndPageSql(sql, query), cancellation);
+      ({ rows, head, tookMs } = toHeadAndPage(await (page.scanSlots?.run(scan, signal) ?? scan())));
       window = nextWindow(window!, maxWindow!, tookMs);
     }
     if (rows.length > 0) {

@@ -4,6 +4,7 @@ import type { ReadStreamOptions } from "../event-store";
 import { cancellable, type Cancellation } from "./cancellable";
 import { nextPageSize, toRecordedEvent } from "./event-row";
 import { cutByBytes, pageSql } from "./page-sql";
+import type { ScanSlots } from "./scan-slots";
 import type { Sql } from "./sql";
 
 export interface PageSettings {
@@ -12,6 +13,8 @@ export interface PageSettings {
   maxPageRows: number;
   /** The most log positions one filtered statement scans; unset: DEFAULT_SCAN_WINDOW. */
   scanWindow?: number;
+  /** Where filtered statements wait for their turn; unset: they do not wait. */
+  scanSlots?: ScanSlots;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { grpcJsAuthOptions } from "./bench-auth";
+import { grpcJsCallMetadata } from "./bench-auth";
 import type { EventStoreClient } from "./event-store-client";
 import type { BenchEvent } from "./payload";
 
@@ -10,10 +10,14 @@ interface ReadResponse {
 }
 
 interface ServiceClient extends grpc.Client {
-  append(request: object, callback: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
-  getStream(request: object, callback: (err: grpc.ServiceError | null, res?: { stream?: { revision?: string } }) => void): grpc.ClientUnaryCall;
-  readStream(request: object): grpc.ClientReadableStream<ReadResponse>;
-  readAll(request: object): grpc.ClientReadableStream<ReadResponse>;
+  append(request: object, metadata: grpc.Metadata, callback: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
+  getStream(
+    request: object,
+    metadata: grpc.Metadata,
+    callback: (err: grpc.ServiceError | null, res?: { stream?: { revision?: string } }) => void,
+  ): grpc.ClientUnaryCall;
+  readStream(request: object, metadata: grpc.Metadata): grpc.ClientReadableStream<ReadResponse>;
+  readAll(request: object, metadata: grpc.Metadata): grpc.ClientReadableStream<ReadResponse>;
 }
 
 let serviceClient: grpc.ServiceClientConstructor | undefined;
@@ -40,9 +44,9 @@ export function serviceClientConstructor(): grpc.ServiceClientConstructor {
 export function createGrpcJsClient(url: string): EventStoreClient {
   const Client = serviceClientConstructor();
   const client = new Client(new URL(url).host, grpc.credentials.createInsecure(), {
-    ...grpcJsAuthOptions(),
     "grpc.use_local_subchannel_pool": 1,
   }) as unknown as ServiceClient;
+  const metadata = grpcJsCallMetadata();
   return {
     append(stream, events, expectedRevision) {
       const request = {
@@ -53,12 +57,12 @@ export function createGrpcJsClient(url: string): EventStoreClient {
           : { expectedRevision: expectedRevision.toString() }),
       };
       return new Promise((resolve, reject) => {
-        client.append(request, (err) => (err?.code === grpc.status.ABORTED ? resolve(false) : err ? reject(err) : resolve(true)));
+        client.append(request, metadata, (err) => (err?.code === grpc.status.ABORTED ? resolve(false) : err ? reject(err) : resolve(true)));
       });
     },
     streamRevision(stream) {
       return new Promise((resolve, reject) => {
-        client.getStream({ stream }, (err, res) => {
+        client.getStream({ stream }, metadata, (err, res) => {
           if (err?.code === grpc.status.NOT_FOUND) return resolve(undefined);
           if (err) return reject(err);
           const revision = res?.stream?.revision;
@@ -66,8 +70,8 @@ export function createGrpcJsClient(url: string): EventStoreClient {
         });
       });
     },
-    readStream: (stream) => count(client.readStream({ stream })),
-    readAll: () => count(client.readAll({})),
+    readStream: (stream) => count(client.readStream({ stream }, metadata)),
+    readAll: () => count(client.readAll({}, metadata)),
     close: () => client.close(),
   };
 }

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { grpcJsAuthOptions } from "./bench-auth";
+import { grpcJsCallMetadata } from "./bench-auth";
 import { serviceClientConstructor } from "./grpc-js-client";
 
 /** A SubscribeResponse as proto-loader decodes it (oneofs: true, longs as strings). */
@@ -38,14 +38,15 @@ export function createSubscribers(url: string, channels: number, channelOptions:
   const clients = Array.from(
     { length: channels },
     () =>
-      new Client(new URL(url).host, grpc.credentials.createInsecure(), { ...grpcJsAuthOptions(), "grpc.use_local_subchannel_pool": 1, ...channelOptions }) as unknown as {
-        subscribe(request: object): grpc.ClientReadableStream<SubscribeResponse>;
+      new Client(new URL(url).host, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, ...channelOptions }) as unknown as {
+        subscribe(request: object, metadata: grpc.Metadata): grpc.ClientReadableStream<SubscribeResponse>;
         close(): void;
       },
   );
+  const metadata = grpcJsCallMetadata();
   return {
     subscribe(i, request, handlers) {
-      const call = clients[i % channels].subscribe(request);
+      const call = clients[i % channels].subscribe(request, metadata);
       let cancelled = false;
       let onCaughtUp: () => void = () => {};
       let onFailed: (e: Error) => void = () => {};

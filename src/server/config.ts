@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS, type Limits } from "../domain";
 import { DEFAULT_MAX_CONCURRENT_SCANS, DEFAULT_SCAN_WINDOW, DEFAULT_STATEMENT_TIMEOUT_MS, type StoreLocation } from "../store";
 import type { LogLevel } from "./logger";
-import { leastRequestBytes } from "./request-size-limits";
+import { leastRequestBytes, MAX_MESSAGE_BYTES } from "./request-size-limits";
 
 export interface Config {
   command: "serve" | "migrate" | "token" | "help";
@@ -269,13 +269,14 @@ function connectionLimits(int: (name: Setting, min: number, max?: number) => num
     http1KeepAliveTimeoutMs: int("http1-keep-alive-timeout-ms", 0),
     requestBodyTimeoutMs: int("request-body-timeout-ms", 0),
     maxBufferedRequestBytes: int("max-buffered-request-bytes", 1),
-    maxRequestBytes: int("max-request-bytes", 1),
+    maxRequestBytes: int("max-request-bytes", 1, MAX_MESSAGE_BYTES),
   };
   const least = leastRequestBytes(events);
   if (limits.maxRequestBytes < least) {
     throw new ConfigError(
-      `--max-request-bytes must hold a projection's largest state and stream map in Connect JSON: at least ${least} ` +
-        `with --max-projection-state-bytes ${events.maxProjectionStateBytes} and --max-projection-streams ${events.maxProjectionStreams}`,
+      `--max-request-bytes must hold the largest projection persist and filter in Connect JSON: at least ${least} with ` +
+        `--max-projection-state-bytes ${events.maxProjectionStateBytes}, --max-projection-streams ${events.maxProjectionStreams}, ` +
+        `--max-filter-bytes ${events.maxFilterBytes} and --max-filter-terms ${events.maxFilterTerms}`,
     );
   }
   // Node refuses headers that may take longer than the whole request.

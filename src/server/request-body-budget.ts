@@ -1,5 +1,6 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { RequestHandler } from "./listen";
+import { methodPath } from "./method-path";
 import { refuseRestOfRequest } from "./request-body-timeout";
 import type { RequestSize, RequestSizeLimits } from "./request-size-limits";
 import { CHUNK_OVERHEAD_BYTES, messageTooLarge, requestBudgetExceeded, type RequestBudget, type RequestBudgetHold } from "./request-budget";
@@ -36,12 +37,13 @@ export function withRequestBodyBudget(handler: RequestHandler, options: RequestB
   return (req, res) => {
     if (req.readableEnded) return handler(req, res);
     const hold = options.budget.open();
-    const size = options.sizes.of(req.url ?? "");
+    const path = methodPath(req.url);
+    const size = options.sizes.of(path);
     res.once("close", () => hold.close());
     let body: CountedBody;
     if (isEnveloped(req.headers["content-type"])) body = createEnvelopedBody(hold, size);
     else {
-      body = createPlainBody(hold, size, options.takesStream(req.url ?? "") ? undefined : req.headers["content-length"]);
+      body = createPlainBody(hold, size, options.takesStream(path) ? undefined : req.headers["content-length"]);
       // Node has framed the body by it already; Connect would only allocate it.
       delete req.headers["content-length"];
     }

@@ -5,6 +5,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { ERROR_DOMAIN } from "../api/connect-error";
 import type { RequestHandler } from "./listen";
+import { methodPath } from "./method-path";
 
 export interface RequestBodyTimeoutOptions {
   /** Most time from a request's headers to the end of its body; 0: none. */
@@ -89,7 +90,7 @@ export function refuseRestOfRequest(req: Parameters<RequestHandler>[0], res: Par
 export function withRequestBodyTimeout(handler: RequestHandler, options: RequestBodyTimeoutOptions): RequestHandler {
   if (options.timeoutMs <= 0) return handler;
   return (req, res) => {
-    if (req.readableEnded || options.takesStream(req.url ?? "")) return handler(req, res);
+    if (req.readableEnded || options.takesStream(methodPath(req.url))) return handler(req, res);
     let expire!: (error: ConnectError) => void;
     const expired = new Promise<never>((_, reject) => (expire = reject));
     expired.catch(() => {}); // read by the handler, if it reads at all

@@ -128,3 +128,22 @@ export function messageTooLarge(size: number, limit: RequestSize): ConnectError 
     ],
   );
 }
+
+/** The answer to a compressed request message that inflates past what its method takes. */
+export function inflatedTooLarge(limit: RequestSize): ConnectError {
+  return new ConnectError(
+    `request: a message inflates past what this method takes (${limit.maxBytes} bytes, from --${limit.setting})`,
+    Code.ResourceExhausted,
+    undefined,
+    [
+      {
+        desc: ErrorInfoSchema,
+        value: {
+          reason: "LIMIT_EXCEEDED",
+          domain: ERROR_DOMAIN,
+          metadata: { field: "request", limit: String(limit.maxBytes), value: `more than ${limit.maxBytes}`, setting: limit.setting },
+        },
+      },
+    ],
+  );
+}

@@ -28,7 +28,7 @@ const APPEND_PATHS: ReadonlySet<string> = new Set(["/eventstore.v1.EventStoreSer
  * held the event loop for a second.
  */
 export function requestSizeLimits(limits: Limits, maxRequestBytes: number): RequestSizeLimits {
-  const appends: RequestSize = { maxBytes: Math.ceil(limits.maxAppendBytes * 1.4) + 1024 * 1024, setting: "max-append-bytes" };
+  const appends: RequestSize = { maxBytes: Math.min(MAX_MESSAGE_BYTES, Math.ceil(limits.maxAppendBytes * 1.4) + 1024 * 1024), setting: "max-append-bytes" };
   const others: RequestSize = { maxBytes: maxRequestBytes, setting: "max-request-bytes" };
   return {
     of: (path) => (APPEND_PATHS.has(path) ? appends : others),
@@ -37,12 +37,19 @@ export function requestSizeLimits(limits: Limits, maxRequestBytes: number): Requ
   };
 }
 
+/** The largest message length a gRPC envelope can state (and Connect accepts as readMaxBytes). */
+export const MAX_MESSAGE_BYTES = 0xffffffff;
+
 /**
- * The least `maxRequestBytes` that holds the largest projection persist in Connect JSON: its
- * state in base64, and its stream map (names of up to 256 characters of up to 4 bytes each).
+ * The least `maxRequestBytes` that holds the largest request the other limits allow, in Connect
+ * JSON, where any character may be escaped as `\uXXXX` (6 bytes a UTF-16 unit; Python's
+ * json.dumps escapes every non-ASCII one): a projection persist (its state in base64, its
+ * stream map of names of up to 256 units), and a filter (its bytes, escaped, and its terms).
  */
-export function leastRequestBytes(limits: Pick<Limits, "maxProjectionStateBytes" | "maxProjectionStreams">): number {
-  return Math.ceil(limits.maxProjectionStateBytes / 3) * 4 + limits.maxProjectionStreams * (256 * 4 + 64) + 64 * 1024;
+export function leastRequestBytes(limits: Pick<Limits, "maxProjectionStateBytes" | "maxProjectionStreams" | "maxFilterBytes" | "maxFilterTerms">): number {
+  const persist = Math.ceil(limits.maxProjectionStateBytes / 3) * 4 + limits.maxProjectionStreams * (256 * 6 + 64);
+  const filter = limits.maxFilterBytes * 6 + limits.maxFilterTerms * 64;
+  return Math.max(persist, filter) + 64 * 1024;
 }
 
 /**

@@ -29,6 +29,7 @@ import { monitorEventLoop } from "./event-loop-monitor";
 import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
 import { withRequestBodyBudget } from "./request-body-budget";
 import { createRequestBudget } from "./request-budget";
+import { requestDecompressions } from "./request-decompression";
 import { requestSizeLimits, withRequestSizeLimits } from "./request-size-limits";
 import { readTls, watchTls } from "./tls-files";
 
@@ -112,6 +113,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       requestStreams = requestStreamPaths(connectRouter.handlers);
     },
     readMaxBytes: sizes.largest,
+    acceptCompression: requestDecompressions(sizes),
     contextValues,
     // Every common client offers gzip, and connect-node would then compress each message of
     // 1 KiB or more: for a subscription, one gzip run per event, which cost more CPU than

@@ -49,9 +49,14 @@ export { DEFAULT_MAX_CONCURRENT_SCANS } from "./postgres/scan-slots";
 export async function openStore(options: OpenStoreOptions): Promise<EventStore> {
   const { location } = options;
   const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-  const page = { scanWindow: options.scanWindow, scanSlots: createScanSlots(options.maxConcurrentScans ?? DEFAULT_MAX_CONCURRENT_SCANS) };
+  const maxScans = options.maxConcurrentScans ?? DEFAULT_MAX_CONCURRENT_SCANS;
   if (location.kind === "postgres") {
     const { writes, reads } = splitPool(location.poolSize ?? DEFAULT_POOL_SIZE);
+    // Scans leave a read connection free, where they can, for the reads that do not wait for a
+    // slot: the live feed's, above all, which every subscriber's delivery waits for.
+    const scans = Math.max(1, Math.min(maxScans, reads - 1));
+    if (scans < maxScans) options.log?.warn("fewer concurrent scans than configured: one read connection is kept from them", { maxConcurrentScans: maxScans, scans, readConnections: reads });
+    const page = { scanWindow: options.scanWindow, scanSlots: createScanSlots(scans) };
     const sql = connect({ url: location.url, max: writes, statementTimeoutMs });
     if (options.migrate !== false) await migrateOrClose(sql);
     return createPostgresStore({
@@ -69,6 +74,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
   // PGlite takes statement_timeout and ignores it (no timer can interrupt WebAssembly on this
   // process's one thread), and ignores cancel requests: it is not given them. What bounds a
   // statement here is what it may cost: page sizes and the filter limits.
+  const page = { scanWindow: options.scanWindow, scanSlots: createScanSlots(maxScans) };
   const db = await startEmbeddedDatabase(location.dataDir);
   const sql = connect({ path: db.socketPath, max: 1 });
   try {

@@ -93,6 +93,14 @@ test("a ReadAll that says it is 20 MiB is refused from its envelope, naming the 
   expect(answer.ms).toBeLessThan(2000);
 });
 
+test("a request's query string does not change its method's limit", async () => {
+  const answer = await connectUnary(`${GET_STREAM}?x=1`, unknownField(5 * MiB), false);
+  expect(connectLimit(answer.body)).toMatchObject({ code: "resource_exhausted", metadata: { setting: "max-request-bytes" } });
+  const append = await connectUnary("/eventstore.v1.EventStoreService/Append?x=1", unknownField(5 * MiB), true);
+  // Read whole (an append may be 23 MiB), then judged by the method: no stream named.
+  expect(connectLimit(append.body).code).toBe("invalid_argument");
+});
+
 test("a unary call (the fast path) of 5 MiB is refused; one of 3 MiB is read and answered", async () => {
   const refused = await h2(GET_STREAM, envelope(unknownField(5 * MiB)), { end: true });
   expect(refused.trailers["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
@@ -107,6 +115,7 @@ test("a compressed request whose message inflates past the limit is refused", as
   expect(bomb.byteLength).toBeLessThan(64 * 1024);
   const answer = await h2(READ_ALL, envelope(bomb, true), { end: true, headers: { "grpc-encoding": "gzip" } });
   expect(answer.trailers["grpc-status"]).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+  expect(limitOf(answer.trailers)).toMatchObject({ field: "request", setting: "max-request-bytes", limit: MAX_REQUEST_BYTES, value: `more than ${MAX_REQUEST_BYTES}` });
 });
 
 /** A Connect unary call over HTTP/1.1; chunked (no Content-Length) unless `length`. */

@@ -1,5 +1,9 @@
 import { openStore, type EventStore } from "../../src/store";
-import { createScanSlots } from "../../src/store/postgres/scan-slots";
+import { EMPTY_FILTER, type EventFilter } from "../../src/domain";
+import { readAfter } from "../../src/store/postgres/read-after";
+import { readAll } from "../../src/store/postgres/read-all";
+import { createScanSlots, type ScanSlots } from "../../src/store/postgres/scan-slots";
+import { connect } from "../../src/store/postgres/sql";
 import { COSTLY_FILTER, COSTLY_MARKER, watchActivity, writeCostlyLog } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { until } from "../support/until";
@@ -105,6 +109,35 @@ describe("a store's filtered scans, all callers together", () => {
     expect(seen).toBeGreaterThan(0);
     expect(most).toBe(1);
   }, 90_000);
+
+  it("are the statements of filtered reads and of reads matched by regular expressions; stream and whole-log reads take none", async () => {
+    const sql = connect({ url: db.url, max: 2 });
+    let taken = 0;
+    const inner = createScanSlots(1);
+    const slots: ScanSlots = { run: (scan, signal) => (taken++, inner.run(scan, signal)), waiting: 0 };
+    const page = { pageBytes: 4 << 20, maxPageRows: 1000, scanSlots: slots };
+    const regexOnly: EventFilter = { ...EMPTY_FILTER, matchers: [{ field: { metadataKey: "k" }, operator: "regex", value: "^never$" }] };
+    const typed: EventFilter = { ...EMPTY_FILTER, eventTypes: ["NoSuchType"] };
+    const takenBy = async (read: () => Promise<unknown>) => {
+      taken = 0;
+      await read();
+      return taken;
+    };
+    const drain = async (pages: AsyncIterable<unknown>) => {
+      for await (const _ of pages);
+    };
+    try {
+      expect(await takenBy(() => drain(readAll(sql, { direction: "forwards", filter: EMPTY_FILTER }, page)))).toBe(0);
+      expect(await takenBy(() => readAfter(sql, { filter: EMPTY_FILTER }, 0n, 100, page))).toBe(0);
+      expect(await takenBy(() => readAfter(sql, { stream: "costly-1", filter: EMPTY_FILTER }, 0n, 100, page))).toBe(0);
+      expect(await takenBy(() => drain(readAll(sql, { direction: "forwards", filter: typed }, page)))).toBeGreaterThan(0);
+      expect(await takenBy(() => readAfter(sql, { filter: typed }, 0n, 100, page))).toBeGreaterThan(0);
+      expect(await takenBy(() => drain(readAll(sql, { direction: "forwards", filter: regexOnly }, page)))).toBeGreaterThan(0);
+      expect(await takenBy(() => readAfter(sql, { filter: regexOnly }, 0n, 100, page))).toBeGreaterThan(0);
+    } finally {
+      await sql.end();
+    }
+  });
 
   it("run side by side, as many as allowed: with 4 slots, more than one at once was seen", async () => {
     const wide = await openStore({ location: { kind: "postgres", url: db.url, poolSize: 8 }, maxConcurrentScans: 4, migrate: false });

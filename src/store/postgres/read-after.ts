@@ -1,4 +1,4 @@
-import { matchesFilter } from "../../domain/event-matcher";
+import { hasRegexMatchers, matchesFilter } from "../../domain/event-matcher";
 import type { CatchUpPage, Selection } from "../event-store";
 import { cancellable, type Cancellation } from "./cancellable";
 import { toRecordedEvent } from "./event-row";
@@ -48,6 +48,7 @@ export async function readAfter(
   // by its index, for a stream).
   const maxWindow = conditions.length > 0 ? BigInt(page.scanWindow ?? DEFAULT_SCAN_WINDOW) : undefined;
   let window = maxWindow && (windows.get(selection.filter) ?? firstWindow(maxWindow, limit));
+  const regex = hasRegexMatchers(selection.filter);
   const started = Date.now();
   let from = after;
   for (;;) {
@@ -62,17 +63,20 @@ export async function readAfter(
       limit,
       pageBytes: page.pageBytes,
     });
-    const read = () => cancellable(headAndPageSql(sql, query), cancellation);
-    // A scan of the log waits its turn with the others (scan-slots.ts); a read of a stream or
-    // of the whole log does what its reader reads, and does not.
-    const answer = window === undefined ? await read() : await (page.scanSlots?.run(read, cancellation?.signal) ?? read());
-    const { head, rows: found, tookMs } = toHeadAndPage(answer);
+    const read = async () => {
+      const { head, rows: found, tookMs } = toHeadAndPage(await cancellable(headAndPageSql(sql, query), cancellation));
+      // The SQL is a superset (regular expressions run here only); the in-memory filter decides.
+      return { head, found, tookMs, events: found.map(toRecordedEvent).filter((e) => matchesFilter(selection.filter, e)) };
+    };
+    // A scan (a window of the log, or rows that regular expressions match here) waits its turn
+    // with the others, and is matched within it (scan-slots.ts); a read of a stream or of the
+    // whole log does what its reader reads, and does not.
+    const isScan = window !== undefined || regex;
+    const { head, found, tookMs, events } = isScan && page.scanSlots ? await page.scanSlots.run(read, cancellation?.signal) : await read();
     if (window !== undefined) {
       window = nextWindow(window, maxWindow!, tookMs);
       windows.set(selection.filter, window);
     }
-    // The SQL is a superset (regular expressions run here only); the in-memory filter decides.
-    const events = found.map(toRecordedEvent).filter((e) => matchesFilter(selection.filter, e));
     const last = found.length > 0 ? found[found.length - 1].position : from;
     if (found.length === limit || cutByBytes(found, page.pageBytes)) return { events, reached: last, end: false };
     if (to === undefined || to >= head) {

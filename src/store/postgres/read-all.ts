@@ -54,19 +54,25 @@ export async function* readAll(
       low === undefined ? (forwards ? sql`e.position >= ${from}` : sql`e.position <= ${from}`)
       : sql`e.position between ${low} and ${high}`;
     const query = pageSql(sql, { where: sql`${range} and ${where}`, order, limit: take, pageBytes: page.pageBytes });
-    let rows: PageRow[];
-    let head = 0n;
-    if (low === undefined) {
-      rows = await cancellable(query, cancellation);
-    } else {
-      let tookMs: number;
-      const scan = () => cancellable(headAndPageSql(sql, query), cancellation);
-      ({ rows, head, tookMs } = toHeadAndPage(await (page.scanSlots?.run(scan, signal) ?? scan())));
-      window = nextWindow(window!, maxWindow!, tookMs);
-    }
-    if (rows.length > 0) {
+    // A scan (a window of the log, or a page that regular expressions match here) waits for a
+    // slot, and is matched within it (scan-slots.ts).
+    const scan = async () => {
+      let rows: PageRow[];
+      let head = 0n;
+      if (low === undefined) {
+        rows = await cancellable(query, cancellation);
+      } else {
+        let tookMs: number;
+        ({ rows, head, tookMs } = toHeadAndPage(await cancellable(headAndPageSql(sql, query), cancellation)));
+        window = nextWindow(window!, maxWindow!, tookMs);
+      }
       const scanned = rows.map(toRecordedEvent);
-      let events = passes ? scanned.filter(passes) : scanned;
+      return { rows, head, matched: passes ? scanned.filter(passes) : scanned };
+    };
+    const isScan = low !== undefined || passes !== undefined;
+    const { rows, head, matched } = isScan && page.scanSlots ? await page.scanSlots.run(scan, signal) : await scan();
+    if (rows.length > 0) {
+      let events = matched;
       if (remaining > 0n && BigInt(events.length) > remaining) events = events.slice(0, Number(remaining));
       if (events.length > 0) yield events;
       if (remaining > 0n) remaining -= BigInt(events.length);

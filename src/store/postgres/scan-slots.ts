@@ -3,7 +3,8 @@
  * their turn here, first come first served, a statement at a time.
  *
  * A scan is a statement whose work is not bounded by what it returns: a filter that passes few
- * events reads a window of the log for each page (scan-window.ts). Each statement is bounded,
+ * events reads a window of the log for each page (scan-window.ts), and a filter of regular
+ * expressions has pages matched in this process, the matching done within the slot. Each statement is bounded,
  * but eleven readers with the costliest legal filter kept both cores of this machine busy in
  * PostgreSQL, and another client's one-event append waited 363 ms (p99) for a core. Reads whose
  * work is what they return (a stream, the unfiltered log, the live feed's one read per commit)

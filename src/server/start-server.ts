@@ -24,6 +24,7 @@ import { withSpecGrpcMessage } from "./grpc-message-encoding";
 import { createGrpcUnaryFastPath } from "./grpc-unary-fast-path";
 import { loadAccessControl, type AccessControl } from "./access-control";
 import type { Credentials } from "./authenticator";
+import { withCallTurns } from "./call-turns";
 import { listen, type RequestHandler } from "./listen";
 import { monitorEventLoop } from "./event-loop-monitor";
 import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
@@ -130,7 +131,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const handler: RequestHandler = (req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);
   };
-  const listener = await listen(handler, {
+  const listener = await listen(withCallTurns(handler), {
     host: config.host,
     port: config.port,
     tls,

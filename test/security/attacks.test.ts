@@ -3,6 +3,7 @@ import { connect as http2Connect, constants, type ClientHttp2Session, type Clien
 import * as grpc from "@grpc/grpc-js";
 import { openStore, type EventStore } from "../../src/store";
 import { createGrpcJsClient, errorInfo } from "../support/grpc-js-client";
+import { runAttacker } from "../support/attacker-process";
 import { startServerProcess, type ServerProcess } from "../support/server-process";
 import { writeLog, NO_TENANTS } from "../support/slow-log";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
@@ -292,11 +293,7 @@ describe("connections", () => {
         }
         const drip = setInterval(() => { for (const s of sockets) if (!s.destroyed) s.write("x"); }, 1000);
         setTimeout(() => { clearInterval(drip); console.log(JSON.stringify({ closedByServer: closed })); for (const s of sockets) s.destroy(); process.exit(0); }, 3500);`;
-      const { execFile } = await import("node:child_process");
-      const run = () =>
-        new Promise<number>((resolve, reject) =>
-          execFile(process.execPath, ["-e", script], (e, stdout) => (e ? reject(e) : resolve((JSON.parse(stdout) as { closedByServer: number }).closedByServer))),
-        );
+      const run = async () => (JSON.parse(await runAttacker(script)) as { closedByServer: number }).closedByServer;
       const closed = await Promise.all([run(), run()]);
       return `closed by the server: ${closed[0] + closed[1]} of 20000`;
     }, PROBE_MS);
@@ -326,16 +323,24 @@ describe("connections", () => {
   }, 60_000);
 
   open("5,000 subscriptions on one connection do not slow other clients' appends", async () => {
-    const flood = createGrpcJsClient(`127.0.0.1:${server.port}`);
     const figures = await underAttack(server, "5,000 Subscribe calls on one connection", async () => {
-      const calls = Array.from({ length: 5000 }, () => flood.subscribe({ filter: { category: "nothing" } }));
-      const codes: grpc.status[] = [];
-      for (const c of calls) c.on("error", (e: grpc.ServiceError) => codes.push(e.code)).on("data", () => {});
-      await new Promise((r) => setTimeout(r, 3000));
-      for (const c of calls) c.cancel();
-      return `refused: ${tally(codes.filter((c) => c !== grpc.status.CANCELLED)) || "none"}`;
+      // One grpc-js client: 100 calls run (the stream limit), the rest wait in the client; all
+      // are cancelled after 3 s, and grpc-js then opens and resets the waiting ones in a burst.
+      const script = `
+        const grpc = require("@grpc/grpc-js"), loader = require("@grpc/proto-loader");
+        const def = grpc.loadPackageDefinition(loader.loadSync("proto/eventstore/v1/eventstore.proto", { includeDirs: ["proto"], longs: String, enums: String, defaults: true }));
+        const client = new def.eventstore.v1.EventStoreService("127.0.0.1:${server.port}", grpc.credentials.createInsecure());
+        const calls = Array.from({ length: 5000 }, () => client.subscribe({ filter: { category: "nothing" } }));
+        const codes = {};
+        for (const c of calls) c.on("error", (e) => (codes[e.code] = (codes[e.code] ?? 0) + 1)).on("data", () => {});
+        setTimeout(() => {
+          for (const c of calls) c.cancel();
+          setTimeout(() => { console.log(JSON.stringify(codes)); process.exit(0); }, 500);
+        }, 3000);`;
+      const codes = JSON.parse(await runAttacker(script)) as Record<string, number>;
+      const refused = Object.entries(codes).filter(([code]) => Number(code) !== grpc.status.CANCELLED);
+      return `refused: ${refused.map(([code, n]) => `${grpc.status[Number(code)]} x${n}`).join(", ") || "none"}`;
     }, PROBE_MS);
-    flood.close();
     holds(figures);
   }, 60_000);
 });

@@ -22,15 +22,18 @@ export const DEFAULT_CALLS_PER_TURN = 16;
 export function withCallTurns(handler: RequestHandler, callsPerTurn = DEFAULT_CALLS_PER_TURN): RequestHandler {
   /** Calls waiting for their turn, by connection, in the order the connections first waited. */
   const waiting = new Map<unknown, Call[]>();
+  /** Calls started since this turn of the event loop began. */
+  let started = 0;
   let scheduled = false;
   const schedule = () => {
     if (scheduled) return;
     scheduled = true;
     setImmediate(turn);
   };
+  /** The next turn: its first calls are those that waited, one connection after another. */
   function turn() {
     scheduled = false;
-    let started = 0;
+    started = 0;
     // Calls found cancelled are cheap to drop, but not free: bounded too.
     let dropped = 0;
     while (started < callsPerTurn && dropped < 64 * callsPerTurn && waiting.size > 0) {
@@ -41,15 +44,23 @@ export function withCallTurns(handler: RequestHandler, callsPerTurn = DEFAULT_CA
           dropped++;
           continue;
         }
+        started++;
         handler(...call);
-        if (++started >= callsPerTurn) break;
+        if (started >= callsPerTurn) break;
       }
     }
-    // Those left wait for the next turn, after the I/O that came meanwhile.
-    if (waiting.size > 0) schedule();
+    // Those left wait for the next turn, after the I/O that came meanwhile; the count starts
+    // again then either way.
+    if (waiting.size > 0 || started > 0) schedule();
   }
   return (req, res) => {
     if (req.httpVersionMajor !== 2) return handler(req, res);
+    // Under the turn's share with none waiting, as nearly always: started at once.
+    if (waiting.size === 0 && started < callsPerTurn) {
+      started++;
+      schedule();
+      return handler(req, res);
+    }
     const connection = (req as Http2ServerRequest).stream.session;
     let calls = waiting.get(connection);
     if (!calls) waiting.set(connection, (calls = []));

@@ -135,6 +135,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
           fromPosition: req.fromPosition === undefined ? undefined : toStartNumber(req.fromPosition),
           limit: toLimit(req.limit),
           filter,
+          reader: principal.name,
         };
         pages = (signal) => withLinks(store.readAll(opts, signal), req.resolveLinks, principal);
       } catch (e) {

@@ -87,6 +87,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
       validateFilter(request.selection.filter, options.limits);
       asJson = toJsonEncoding(req.dataEncoding);
       release = options.subscriptionLimits.open(principal.name); // last: nothing after it refuses
+      request = { ...request, selection: { ...request.selection, reader: principal.name } };
     } catch (e) {
       throw toConnectError(e, log);
     }

@@ -30,6 +30,8 @@ export interface ReadAllOptions {
   fromPosition?: bigint;
   limit?: bigint;
   filter: EventFilter;
+  /** Who the read is for (a principal's name): filtered scans take turns by reader (scan-slots.ts). */
+  reader?: string;
 }
 
 export interface StreamInfo {
@@ -59,6 +61,8 @@ export interface Selection {
   /** Only revisions after this one (with `stream`). */
   afterRevision?: bigint;
   filter: EventFilter;
+  /** Who the read is for (a principal's name): filtered scans take turns by reader (scan-slots.ts). */
+  reader?: string;
 }
 
 /** One page of a catch-up read. */

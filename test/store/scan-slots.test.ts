@@ -39,6 +39,36 @@ describe("scan slots", () => {
     expect(slots.waiting).toBe(0);
   });
 
+  it("take turns by reader: one that keeps many scans queued delays another's by at most one of its own", async () => {
+    const slots = createScanSlots(1);
+    const order: string[] = [];
+    const gate = later();
+    const first = slots.run(() => gate.promise, undefined, "busy");
+    const busy = Array.from({ length: 5 }, (_, i) => slots.run(async () => void order.push(`busy-${i}`), undefined, "busy"));
+    const other = slots.run(async () => void order.push("other"), undefined, "other");
+    const again = slots.run(async () => void order.push("other-2"), undefined, "other");
+    gate.resolve();
+    await Promise.all([first, ...busy, other, again]);
+    expect(order).toEqual(["busy-0", "other", "busy-1", "other-2", "busy-2", "busy-3", "busy-4"]);
+    expect(slots.waiting).toBe(0);
+  });
+
+  it("a waiting reader that leaves the line gives its turn to the next", async () => {
+    const slots = createScanSlots(1);
+    const gate = later();
+    const first = slots.run(() => gate.promise, undefined, "a");
+    const controller = new AbortController();
+    const gone = slots.run(async () => "never", controller.signal, "b");
+    const next = slots.run(async () => "c ran", undefined, "c");
+    controller.abort(new Error("b went"));
+    await expect(gone).rejects.toThrow("b went");
+    gate.resolve();
+    await first;
+    expect(await next).toBe("c ran");
+    expect(await slots.run(async () => "b again", undefined, "b")).toBe("b again");
+    expect(slots.waiting).toBe(0);
+  });
+
   it("a scan whose caller goes while it waits leaves the line with the reason and never runs; a failed scan frees its slot", async () => {
     const slots = createScanSlots(1);
     const gate = later();

@@ -72,7 +72,7 @@ export async function readAfter(
     // with the others, and is matched within it (scan-slots.ts); a read of a stream or of the
     // whole log does what its reader reads, and does not.
     const isScan = window !== undefined || regex;
-    const { head, found, tookMs, events } = isScan && page.scanSlots ? await page.scanSlots.run(read, cancellation?.signal) : await read();
+    const { head, found, tookMs, events } = isScan && page.scanSlots ? await page.scanSlots.run(read, cancellation?.signal, selection.reader) : await read();
     if (window !== undefined) {
       window = nextWindow(window, maxWindow!, tookMs);
       windows.set(selection.filter, window);

@@ -70,7 +70,7 @@ export async function* readAll(
       return { rows, head, matched: passes ? scanned.filter(passes) : scanned };
     };
     const isScan = low !== undefined || passes !== undefined;
-    const { rows, head, matched } = isScan && page.scanSlots ? await page.scanSlots.run(scan, signal) : await scan();
+    const { rows, head, matched } = isScan && page.scanSlots ? await page.scanSlots.run(scan, signal, options.reader) : await scan();
     if (rows.length > 0) {
       let events = matched;
       if (remaining > 0n && BigInt(events.length) > remaining) events = events.slice(0, Number(remaining));

@@ -51,6 +51,9 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** Concurrent streams (calls) on one HTTP/2 connection; a client queues beyond it. */
   maxConcurrentStreams: number;
+  /** Calls a client may cancel on one HTTP/2 connection: at once, and a second after that. */
+  maxStreamResets: number;
+  streamResetsPerSecond: number;
   /** HTTP/1.1: time for a request's headers, and for the whole request; idle time between requests. */
   http1HeadersTimeoutMs: number;
   http1RequestTimeoutMs: number;
@@ -111,6 +114,8 @@ const SETTINGS = {
   "max-projection-state-bytes": { env: "MAX_PROJECTION_STATE_BYTES", default: String(DEFAULT_LIMITS.maxProjectionStateBytes), help: "most bytes in a projection's state" },
   "max-projection-streams": { env: "MAX_PROJECTION_STREAMS", default: String(DEFAULT_LIMITS.maxProjectionStreams), help: "most source streams a projection record tracks" },
   "max-connections": { env: "MAX_CONNECTIONS", default: "4096", help: "most open connections; more are closed at once (gRPC clients see UNAVAILABLE)" },
+  "max-stream-resets": { env: "MAX_STREAM_RESETS", default: "1000", help: "most calls a client may cancel at once on one HTTP/2 connection; past it (and --stream-resets-per-second after it) the connection is closed with GOAWAY" },
+  "stream-resets-per-second": { env: "STREAM_RESETS_PER_SECOND", default: "33", help: "calls a second a client may cancel on one HTTP/2 connection once --max-stream-resets are spent" },
   "max-concurrent-streams": { env: "MAX_CONCURRENT_STREAMS", default: "100", help: "most concurrent calls on one HTTP/2 connection; clients queue beyond it" },
   "http1-headers-timeout-ms": { env: "HTTP1_HEADERS_TIMEOUT_MS", default: "10000", help: "most time for an HTTP/1.1 request's headers (0: none)" },
   "http1-request-timeout-ms": { env: "HTTP1_REQUEST_TIMEOUT_MS", default: "30000", help: "most time for a whole HTTP/1.1 request, body included (0: none)" },
@@ -264,6 +269,8 @@ function connectionLimits(int: (name: Setting, min: number, max?: number) => num
     maxConnections: int("max-connections", 1),
     // RFC 9113 advises no fewer than 100; SETTINGS values are 32-bit.
     maxConcurrentStreams: int("max-concurrent-streams", 1, 2 ** 32 - 1),
+    maxStreamResets: int("max-stream-resets", 1),
+    streamResetsPerSecond: int("stream-resets-per-second", 0),
     http1HeadersTimeoutMs: int("http1-headers-timeout-ms", 0),
     http1RequestTimeoutMs: int("http1-request-timeout-ms", 0),
     http1KeepAliveTimeoutMs: int("http1-keep-alive-timeout-ms", 0),

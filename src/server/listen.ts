@@ -1,6 +1,7 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { limitStreamResets, type StreamResetLimit } from "./stream-reset-limit";
 
 export type RequestHandler = (
   req: IncomingMessage | Http2ServerRequest,
@@ -28,6 +29,8 @@ export interface ListenOptions {
   maxConcurrentStreams?: number;
   /** Most open connections (each a file descriptor); one more is closed as soon as it is accepted. */
   maxConnections?: number;
+  /** How fast a client may cancel calls on one HTTP/2 connection before it is closed. */
+  streamResets?: StreamResetLimit;
 }
 
 export interface Http1Timeouts {
@@ -72,6 +75,7 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
     : createHttp2Server({ settings }, handler);
   h2.on("session", (s) => {
     sessions.add(s);
+    if (options.streamResets) limitStreamResets(s, options.streamResets);
     const pinger = options.pingIntervalMs ? keepPinging(s, options.pingIntervalMs) : undefined;
     s.once("close", () => {
       sessions.delete(s);

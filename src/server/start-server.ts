@@ -143,6 +143,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     },
     maxConcurrentStreams: config.connections.maxConcurrentStreams,
     maxConnections: config.connections.maxConnections,
+    streamResets: { burst: config.connections.maxStreamResets, perSecond: config.connections.streamResetsPerSecond },
   });
   const reloadTls = () => {
     if (!config.tls) return;

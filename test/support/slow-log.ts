@@ -66,6 +66,18 @@ export const COSTLY_FILTER: EventFilter = {
   ],
 };
 
+/**
+ * How long the costly filter's first statement runs to its end, uncancelled, now: what a cancel
+ * must beat. Timing bounds on a cancel are held to a share of it, so that a machine busy with
+ * other suites (where a row, and the cancel's round trip, cost more) slows both alike. A copy
+ * of the filter, so that the window the read adapts to is not the one later reads start with.
+ */
+export async function uncancelledCostlyMs(store: EventStore): Promise<number> {
+  const started = performance.now();
+  await store.readAfter({ filter: { ...COSTLY_FILTER } }, 0n, 1000);
+  return performance.now() - started;
+}
+
 export interface ActiveStatement {
   pid: number;
   query: string;

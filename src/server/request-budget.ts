@@ -90,20 +90,9 @@ export function createRequestBudget(maxBytes: number): RequestBudget {
  * bytes (never what other calls hold). The call may succeed later, when others have finished.
  */
 export function requestBudgetExceeded(maxBytes: number, value: number): ConnectError {
-  return new ConnectError(
+  return requestLimitExceeded(
     `request: the server holds as many request bytes as it may (${maxBytes}, --max-buffered-request-bytes) for calls still arriving; try again later`,
-    Code.ResourceExhausted,
-    undefined,
-    [
-      {
-        desc: ErrorInfoSchema,
-        value: {
-          reason: "LIMIT_EXCEEDED",
-          domain: ERROR_DOMAIN,
-          metadata: { field: "request", limit: String(maxBytes), value: String(value), setting: "max-buffered-request-bytes" },
-        },
-      },
-    ],
+    { limit: String(maxBytes), value: String(value), setting: "max-buffered-request-bytes" },
   );
 }
 
@@ -112,38 +101,23 @@ export function requestBudgetExceeded(maxBytes: number, value: number): ConnectE
  * RESOURCE_EXHAUSTED with an ErrorInfo naming the setting, as every limit answers.
  */
 export function messageTooLarge(size: number, limit: RequestSize): ConnectError {
-  return new ConnectError(
+  return requestLimitExceeded(
     `request: a message of ${size} bytes is larger than this method takes (${limit.maxBytes}, from --${limit.setting})`,
-    Code.ResourceExhausted,
-    undefined,
-    [
-      {
-        desc: ErrorInfoSchema,
-        value: {
-          reason: "LIMIT_EXCEEDED",
-          domain: ERROR_DOMAIN,
-          metadata: { field: "request", limit: String(limit.maxBytes), value: String(size), setting: limit.setting },
-        },
-      },
-    ],
+    { limit: String(limit.maxBytes), value: String(size), setting: limit.setting },
   );
 }
 
 /** The answer to a compressed request message that inflates past what its method takes. */
 export function inflatedTooLarge(limit: RequestSize): ConnectError {
-  return new ConnectError(
+  return requestLimitExceeded(
     `request: a message inflates past what this method takes (${limit.maxBytes} bytes, from --${limit.setting})`,
-    Code.ResourceExhausted,
-    undefined,
-    [
-      {
-        desc: ErrorInfoSchema,
-        value: {
-          reason: "LIMIT_EXCEEDED",
-          domain: ERROR_DOMAIN,
-          metadata: { field: "request", limit: String(limit.maxBytes), value: `more than ${limit.maxBytes}`, setting: limit.setting },
-        },
-      },
-    ],
+    { limit: String(limit.maxBytes), value: `more than ${limit.maxBytes}`, setting: limit.setting },
   );
+}
+
+/** RESOURCE_EXHAUSTED with the ErrorInfo of a request limit: LIMIT_EXCEEDED on field `request`. */
+function requestLimitExceeded(message: string, metadata: { limit: string; value: string; setting: string }): ConnectError {
+  return new ConnectError(message, Code.ResourceExhausted, undefined, [
+    { desc: ErrorInfoSchema, value: { reason: "LIMIT_EXCEEDED", domain: ERROR_DOMAIN, metadata: { field: "request", ...metadata } } },
+  ]);
 }

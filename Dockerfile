@@ -14,8 +14,9 @@
 # anything: for a trial on your own machine only).
 #
 # npm install, not npm ci: the lockfile written here lacks other platforms' optional packages,
-# which npm ci calls out of sync (see DESIGN.md, "Pinned versions"). npm install follows the
-# lockfile as it is. test/e2e/dockerfile.test.ts repeats the runtime stage outside Docker.
+# which npm ci calls out of sync (see docs/development.md, "Why npm install and not npm ci").
+# npm install follows the lockfile as it is. test/e2e/dockerfile.test.ts repeats the runtime
+# stage outside Docker.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app

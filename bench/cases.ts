@@ -230,7 +230,10 @@ async function measure(ctx: BenchContext, name: string, clients: number, eventsP
   const sampler = setInterval(() => (rss = Math.max(rss, ctx.server.rssMb())), 100);
   try {
     for (let turn = 0; turn < turns; turn++) {
-      for (const [key, side] of entries) {
+      // Every other turn in the reverse order (ABBA): a side that leaves PostgreSQL work behind
+      // (WAL to flush, pages to write) slows the side after it, and each side follows the
+      // other as often.
+      for (const [key, side] of turn % 2 === 0 ? entries : [...entries].reverse()) {
         const warmup = turn === 0 ? warmupMs : 0;
         const usage = startUsageAfter(warmup, ctx.server.pid);
         parts.get(key)!.push(await runTimed({ ...side, warmupMs: warmup, durationMs: durationMs / turns }));

@@ -1,4 +1,4 @@
-import { limitExceeded, type Limits } from "../domain";
+import { invalidArgument, limitExceeded, type Limits } from "../domain";
 import { NOT_HANDLED, ProtobufReader, WIRE_LEN } from "./protobuf-reader";
 
 /**
@@ -194,12 +194,15 @@ function scanStruct(r: ProtobufReader, end: number, depth: number, shape: Shape)
   }
 }
 
-// google.protobuf.Value: only a Struct or a ListValue (fields 5, 6) holds more values.
+// google.protobuf.Value: only a Struct or a ListValue (fields 5, 6) holds more values. One with
+// no kind at all (fields 1 to 6) is refused: decoders make it a null, which the client did not send.
 function scanValue(r: ProtobufReader, end: number, depth: number, shape: Shape): void {
+  let kinds = 0;
   while (r.pos < end) {
     const tag = r.rawTag();
     const field = tag >>> 3;
     const wire = tag & 7;
+    if (field >= 1 && field <= 6) kinds++;
     if ((field !== 5 && field !== 6) || wire !== WIRE_LEN) {
       r.skip(wire);
       continue;
@@ -209,6 +212,7 @@ function scanValue(r: ProtobufReader, end: number, depth: number, shape: Shape):
     else scanList(r, nestedEnd, depth + 1, shape);
     r.pos = nestedEnd;
   }
+  if (kinds === 0) throw invalidArgument(fieldOf(shape), `${nounOf(shape)} holds a Value with no kind set (null is null_value)`);
 }
 
 // google.protobuf.ListValue { repeated Value values = 1; }

@@ -11,6 +11,7 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   STREAM_DELETED: Code.NotFound,
   STREAM_TOMBSTONED: Code.FailedPrecondition,
   DUPLICATE_EVENT_ID: Code.AlreadyExists,
+  EVENT_ID_REUSED: Code.AlreadyExists,
   LIMIT_EXCEEDED: Code.ResourceExhausted,
   STATEMENT_TIMEOUT: Code.ResourceExhausted,
   PROJECTION_NOT_FOUND: Code.NotFound,
@@ -45,6 +46,16 @@ export function toConnectError(e: unknown, log: Logger): ConnectError {
   return new ConnectError("Internal error", Code.Internal, undefined, [
     { desc: ErrorInfoSchema, value: { reason: "INTERNAL", domain: ERROR_DOMAIN, metadata: {} } },
   ]);
+}
+
+/**
+ * How a call ends once its client is gone or its deadline has passed: DEADLINE_EXCEEDED (the
+ * signal's reason, as Connect sets it) or CANCELLED, never OK, which would tell a consumer that a
+ * subscription ended of itself, or a reader that it has every event. Not logged: a client that
+ * goes away is not the server's error.
+ */
+export function callEnded(signal: AbortSignal): ConnectError {
+  return signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the call was cancelled", Code.Canceled);
 }
 
 function describe(e: unknown): string {

@@ -14,7 +14,7 @@ import {
   type Target,
 } from "../domain";
 import type { EventStore } from "../store";
-import { toConnectError } from "./connect-error";
+import { callEnded, toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
 import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 import type { createSubscribeHandler } from "./subscribe-handler";
@@ -64,8 +64,11 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         if (shutdown.aborted) break;
       }
     } catch (e) {
-      throw toConnectError(e, log);
+      throw ctx.signal.aborted ? callEnded(ctx.signal) : toConnectError(e, log);
     }
+    // Pages end early, without an error, when the signal aborts: the reader must not take a
+    // read cut short for a whole one.
+    if (ctx.signal.aborted) throw callEnded(ctx.signal);
     if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
   }
 

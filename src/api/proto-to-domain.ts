@@ -86,7 +86,7 @@ function toProposedEvent(e: ProtoProposedEvent, field: string): ProposedEvent {
       data = e.payload.value;
       break;
     case "json":
-      data = Buffer.from(JSON.stringify(toJson(ValueSchema, e.payload.value)));
+      data = Buffer.from(JSON.stringify(toJsonValue(e.payload.value, `${field}.json`)));
       contentType = e.contentType || JSON_CONTENT_TYPE;
       break;
     default:
@@ -186,13 +186,22 @@ function toMatcher(m: ProtoMatcher, field: string): Matcher {
   return {
     field: matcherField,
     operator,
-    value: m.value ? json(m.value) : undefined,
-    values: m.values.map(json),
+    value: m.value ? toJsonValue(m.value, `${field}.value`) : undefined,
+    values: m.values.map((v, i) => toJsonValue(v, `${field}.values[${i}]`)),
   };
 }
 
-function json(v: Value): JsonValue {
-  return toJson(ValueSchema, v) as JsonValue;
+/**
+ * A google.protobuf.Value as JSON, refused where JSON has nothing for it: a number that is NaN
+ * or infinite, a Value with no kind set (null is `null_value`), at any depth. Never turned into
+ * something else, such as the null JSON.stringify would write.
+ */
+function toJsonValue(v: Value, field: string): JsonValue {
+  try {
+    return toJson(ValueSchema, v) as JsonValue;
+  } catch {
+    throw invalidArgument(field, "must be JSON: every number finite (no NaN or Infinity) and every Value set (null is null_value)");
+  }
 }
 
 function unknownEnum(field: string, value: number) {

@@ -1,16 +1,18 @@
-import { toBinary, type DescFile } from "@bufbuild/protobuf";
+import { create, toBinary, type DescFile } from "@bufbuild/protobuf";
 import { nestedTypes } from "@bufbuild/protobuf/reflect";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorSet } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb";
 
 /**
- * Serves gRPC server reflection for the services declared in `files`: v1, and v1alpha
- * because older clients still ask for it.
+ * Serves gRPC server reflection for the services declared in `files` (and every file they
+ * import): v1, and v1alpha because older clients still ask for it. A file that `documented`
+ * holds is served from there, with its source info, so that `grpcurl describe` shows the
+ * proto's comments (generated code embeds its descriptors without them).
  */
-export function registerReflectionService(router: ConnectRouter, files: DescFile[]): void {
-  const catalog = createCatalog(files);
+export function registerReflectionService(router: ConnectRouter, files: DescFile[], documented: FileDescriptorSet = EMPTY_SET): void {
+  const catalog = createCatalog(files, documented);
   router.service(v1.ServerReflection, { serverReflectionInfo: (requests) => reflect(requests, catalog) });
   router.service(v1alpha.ServerReflection, { serverReflectionInfo: (requests) => reflect(requests, catalog) });
 }
@@ -83,12 +85,16 @@ function error(errorCode: Code, errorMessage: string) {
   return { case: "errorResponse", value: { errorCode, errorMessage } } as const;
 }
 
-function createCatalog(served: DescFile[]): Catalog {
+const EMPTY_SET = create(FileDescriptorSetSchema);
+
+function createCatalog(served: DescFile[], documented: FileDescriptorSet): Catalog {
+  const withSource = new Map(documented.file.map((f) => [f.name, f]));
   const files: Catalog["files"] = new Map();
   const add = (file: DescFile): void => {
     if (files.has(file.proto.name)) return;
     // fileDesc() has restored the json names and imports that generated code leaves out.
-    files.set(file.proto.name, { file, encoded: toBinary(FileDescriptorProtoSchema, file.proto) });
+    const proto = withSource.get(file.proto.name) ?? file.proto;
+    files.set(file.proto.name, { file, encoded: toBinary(FileDescriptorProtoSchema, proto) });
     file.dependencies.forEach(add);
   };
   served.forEach(add);

@@ -20,7 +20,7 @@ import {
   type RecordedEvent,
 } from "../domain";
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
-import { toConnectError } from "./connect-error";
+import { callEnded, toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
 import type { SubscriptionLimits } from "./subscription-limits";
 import { encodeRecordedEvent } from "./recorded-event-encoder";
@@ -108,10 +108,13 @@ export function createSubscribeHandler(options: SubscribeOptions) {
         }
       }
     } catch (e) {
+      if (ctx.signal.aborted) throw callEnded(ctx.signal);
       if (!shutdown.aborted) throw toConnectError(e, log);
     } finally {
       release();
     }
+    // A subscription ends only when its client goes, its deadline passes or the server stops.
+    if (ctx.signal.aborted) throw callEnded(ctx.signal);
     if (shutdown.aborted) throw new ConnectError("The server is shutting down", Code.Unavailable);
   };
 }

@@ -49,6 +49,11 @@ export class DuplicateEventIdError extends EventStoreClientError {
   override name = "DuplicateEventIdError";
 }
 
+/** An event id sent again with another type, content type, data or metadata: not a retry (a DuplicateEventIdError too). */
+export class EventIdReusedError extends DuplicateEventIdError {
+  override name = "EventIdReusedError";
+}
+
 /** The request broke a rule; `field` names the part (e.g. "events[0].type"). */
 export class InvalidArgumentError extends EventStoreClientError {
   override name = "InvalidArgumentError";
@@ -135,6 +140,7 @@ const BY_REASON: Record<string, typeof EventStoreClientError> = {
   STREAM_DELETED: StreamNotFoundError,
   STREAM_TOMBSTONED: StreamTombstonedError,
   DUPLICATE_EVENT_ID: DuplicateEventIdError,
+  EVENT_ID_REUSED: EventIdReusedError,
   INVALID_ARGUMENT: InvalidArgumentError,
   LIMIT_EXCEEDED: LimitExceededError,
   STATEMENT_TIMEOUT: LimitExceededError,

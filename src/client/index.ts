@@ -10,6 +10,7 @@ export {
 } from "./event-store-client";
 export {
   DuplicateEventIdError,
+  EventIdReusedError,
   EventStoreClientError,
   InvalidArgumentError,
   LimitExceededError,

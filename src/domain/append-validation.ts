@@ -5,6 +5,7 @@ import { invalidArgument, limitExceeded } from "./errors";
 import type { Limits } from "./limits";
 import { validateStreamName } from "./stream-name";
 import { LINK_EVENT_TYPE, validateLinkData } from "./link";
+import { isStorableText, NOT_STORABLE_MESSAGE } from "./storable-text";
 
 /** One stream's part of an append: its events and the revision its writer expects. */
 export interface StreamAppend {
@@ -67,10 +68,13 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
           `metadata holds at most ${limits.maxMetadataValues} values (members and list elements; got ${shape.values})`);
       }
       values += shape.values;
-      // PostgreSQL's text and jsonb cannot hold U+0000: refused here rather than failing the write.
-      if (event.type.includes("\0")) throw invalidArgument(`${field}.type`, NUL_MESSAGE);
-      if (event.contentType.includes("\0")) throw invalidArgument(`${field}.content_type`, NUL_MESSAGE);
-      if (shape.nul) throw invalidArgument(`${field}.metadata`, NUL_MESSAGE);
+      // PostgreSQL's text and jsonb hold neither U+0000 nor an unpaired surrogate: refused here
+      // rather than failing the write.
+      if (!isStorableText(event.type)) throw invalidArgument(`${field}.type`, NOT_STORABLE_MESSAGE);
+      if (!isStorableText(event.contentType)) throw invalidArgument(`${field}.content_type`, NOT_STORABLE_MESSAGE);
+      if (shape.unstorable) throw invalidArgument(`${field}.metadata`, `every key and string ${NOT_STORABLE_MESSAGE}`);
+      // JSON has no NaN or Infinity: stored, they would become null, the client's data changed.
+      if (shape.nonFinite) throw invalidArgument(`${field}.metadata`, "every number must be finite: JSON has no NaN or Infinity");
       if (event.type === LINK_EVENT_TYPE) validateLinkData(event.data, `${field}.data`);
       if (ids.has(event.id)) throw invalidArgument(`${field}.id`, `event id ${event.id} appears twice in the request`);
       ids.add(event.id);
@@ -92,27 +96,31 @@ export function validateAppends(appends: StreamAppend[], limits: Limits, multi =
   }
 }
 
-const NUL_MESSAGE = "must not contain the character U+0000";
-
 interface JsonShape {
   /** Levels of objects and lists; past `maxDepth` the walk stops and answers maxDepth + 1. */
   depth: number;
   /** Object members and list elements, at every depth walked. */
   values: number;
-  /** Whether a string or key holds U+0000. */
-  nul: boolean;
+  /** Whether a string or key holds U+0000 or an unpaired surrogate. */
+  unstorable: boolean;
+  /** Whether a number is NaN or infinite. */
+  nonFinite: boolean;
 }
 
 /** One walk of a metadata object for what the limits and PostgreSQL care about. */
 function metadataShape(metadata: Record<string, unknown>, maxDepth: number): JsonShape {
-  const shape: JsonShape = { depth: 0, values: 0, nul: false };
+  const shape: JsonShape = { depth: 0, values: 0, unstorable: false, nonFinite: false };
   walk(metadata, 1, maxDepth, shape);
   return shape;
 }
 
 function walk(value: unknown, depth: number, maxDepth: number, shape: JsonShape): void {
   if (typeof value === "string") {
-    if (value.includes("\0")) shape.nul = true;
+    if (!isStorableText(value)) shape.unstorable = true;
+    return;
+  }
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) shape.nonFinite = true;
     return;
   }
   if (value === null || typeof value !== "object") return;
@@ -126,7 +134,7 @@ function walk(value: unknown, depth: number, maxDepth: number, shape: JsonShape)
   for (const key in value) {
     if (!Object.hasOwn(value, key)) continue;
     shape.values++;
-    if (key.includes("\0")) shape.nul = true;
+    if (!isStorableText(key)) shape.unstorable = true;
     walk((value as Record<string, unknown>)[key], depth + 1, maxDepth, shape);
   }
 }

@@ -9,6 +9,8 @@ export type EventStoreErrorKind =
   | "STREAM_DELETED"
   | "STREAM_TOMBSTONED"
   | "DUPLICATE_EVENT_ID"
+  /** An event id stored where a retry would put it, for another event: not a retry. */
+  | "EVENT_ID_REUSED"
   | "LIMIT_EXCEEDED"
   /** A statement ran past the store's statement timeout: a cost limit, like LIMIT_EXCEEDED. */
   | "STATEMENT_TIMEOUT"

@@ -1,4 +1,5 @@
 import { invalidArgument } from "./errors";
+import { isStorableText } from "./storable-text";
 
 export const MAX_STREAM_NAME_LENGTH = 256;
 
@@ -14,6 +15,7 @@ export function validateStreamName(name: string, field = "stream"): string {
     throw invalidArgument(field, `a stream name is at most ${MAX_STREAM_NAME_LENGTH} characters (got ${length})`);
   }
   if (CONTROL.test(name)) throw invalidArgument(field, "a stream name must not contain control characters");
+  if (!isStorableText(name)) throw invalidArgument(field, "a stream name must be valid Unicode (no unpaired surrogate)");
   return name;
 }
 
@@ -28,8 +30,8 @@ export const MAX_SUBSCRIPTION_NAME_LENGTH = 256;
 /** Subscription names follow the stream-name rules: 1..256 characters, no control characters. */
 export function validateSubscriptionName(name: string, field = "subscription_name"): string {
   if (name.length === 0) throw invalidArgument(field, "a subscription name must not be empty");
-  if ([...name].length > MAX_SUBSCRIPTION_NAME_LENGTH || CONTROL.test(name)) {
-    throw invalidArgument(field, `a subscription name is 1..${MAX_SUBSCRIPTION_NAME_LENGTH} characters without control characters`);
+  if ([...name].length > MAX_SUBSCRIPTION_NAME_LENGTH || CONTROL.test(name) || !isStorableText(name)) {
+    throw invalidArgument(field, `a subscription name is 1..${MAX_SUBSCRIPTION_NAME_LENGTH} characters of valid Unicode without control characters`);
   }
   return name;
 }

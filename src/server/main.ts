@@ -87,10 +87,23 @@ function describe(e: unknown): string {
   return parts.join(": caused by: ");
 }
 
+/** What the operator can do about a failure to start, where the error says. */
+function hint(e: unknown): string {
+  for (let cause: unknown = e, depth = 0; cause !== undefined && depth < 5; depth++) {
+    // invalid_catalog_name: the URL names a database the PostgreSQL server does not have.
+    if ((cause as { code?: string }).code === "3D000") {
+      const name = /database "(.*)" does not exist/.exec((cause as Error).message)?.[1] ?? "<name>";
+      return `\nthe database of DATABASE_URL does not exist: create it (createdb ${name}, or CREATE DATABASE "${name}"), then start again; the server makes its tables itself\n`;
+    }
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return "";
+}
+
 main().then(
   (code) => process.exit(code),
   (e) => {
-    process.stderr.write(`eventstore: ${describe(e)}\n`);
+    process.stderr.write(`eventstore: ${describe(e)}\n${hint(e)}`);
     process.exit(1);
   },
 );

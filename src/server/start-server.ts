@@ -6,11 +6,14 @@ import { file_eventstore_v1_projections } from "../../gen/eventstore/v1/projecti
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb";
+import { file_google_rpc_status } from "../../gen/google/rpc/status_pb";
 import { checkAppendBodies } from "../api/append-body-check";
 import { createAppendDecoders } from "../api/append-request-decoder";
 import { createHealthState, registerHealthService, ServingStatus } from "../api/health-service";
 import { registerEventStoreService } from "../api/event-store-service";
 import { registerProjectionService } from "../api/projection-service";
+import { readDocumentedDescriptors } from "../api/documented-descriptors";
 import { registerReflectionService } from "../api/reflection-service";
 import { createSubscribeHandler } from "../api/subscribe-handler";
 import { createSubscriptionLimits } from "../api/subscription-limits";
@@ -32,6 +35,7 @@ import { withRequestBodyBudget } from "./request-body-budget";
 import { createRequestBudget } from "./request-budget";
 import { requestDecompressions } from "./request-decompression";
 import { requestSizeLimits, withRequestSizeLimits } from "./request-size-limits";
+import { withStreamingJsonHint } from "./streaming-json-hint";
 import { readTls, watchTls } from "./tls-files";
 
 export interface RunningServer {
@@ -96,6 +100,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     requestBodyTimeoutMs: config.connections.requestBodyTimeoutMs,
   });
   let requestStreams: ReadonlySet<string> = new Set();
+  let serverStreams: ReadonlySet<string> = new Set();
   const connect = connectNodeAdapter({
     routes(connectRouter) {
       const router = unary.wrap(withRequestSizeLimits(connectRouter, sizes));
@@ -110,8 +115,13 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
         file_grpc_health_v1_health,
         file_grpc_reflection_v1_reflection,
         file_grpc_reflection_v1alpha_reflection,
-      ]);
+        // Not services: the error details every error carries, and the Status that holds them in
+        // grpc-status-details-bin, so that grpcurl and other reflection clients decode both.
+        file_google_rpc_error_details,
+        file_google_rpc_status,
+      ], readDocumentedDescriptors());
       requestStreams = requestStreamPaths(connectRouter.handlers);
+      serverStreams = new Set(connectRouter.handlers.filter((h) => h.method.methodKind === "server_streaming").map((h) => h.requestPath));
     },
     readMaxBytes: sizes.largest,
     acceptCompression: requestDecompressions(sizes),
@@ -128,9 +138,9 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     withRequestBodyTimeout(withSpecGrpcMessage(connect), { timeoutMs: config.connections.requestBodyTimeoutMs, takesStream }),
     { budget: requestBudget, sizes, takesStream },
   );
-  const handler: RequestHandler = (req, res) => {
+  const handler: RequestHandler = withStreamingJsonHint((req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);
-  };
+  }, (path) => serverStreams.has(path));
   const listener = await listen(withCallTurns(handler), {
     host: config.host,
     port: config.port,

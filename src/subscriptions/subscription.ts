@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
+import { invalidArgument, matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
 import type { CatchUpPage, EventStore, Selection } from "../store";
 import type { LiveFeed } from "./live-feed";
 import { LiveQueue, type QueueLimits } from "./live-queue";
@@ -172,8 +172,16 @@ async function startPosition(store: EventStore, request: SubscriptionRequest, se
       return 0n;
     case "end":
       return store.head();
-    case "after_position":
+    case "after_position": {
+      // Every position a consumer can have seen is at or below the head. One past it (Go's
+      // math.MaxUint64 meant as "the end", say) would have the subscription pass over the events
+      // up to it without a word as they come: refused, before the confirmation.
+      const head = start.position > 0n ? await store.head() : 0n;
+      if (start.position > head) {
+        throw invalidArgument("after_position", `${start.position} is past the log's head (${head}): START_POINT_END follows the events from now on`, { head: String(head) });
+      }
       return start.position;
+    }
     case "after_revision": {
       // Later revisions of the stream lie after this event's position; if the revision is not
       // written yet, the revision condition alone keeps the earlier ones out.

@@ -12,13 +12,16 @@ import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb";
 import { createHealthState, registerHealthService } from "../../src/api/health-service";
+import { readDocumentedDescriptors } from "../../src/api/documented-descriptors";
 import { registerReflectionService } from "../../src/api/reflection-service";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb";
 
 const served: DescFile[] = [
   file_eventstore_v1_eventstore,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
+  file_google_rpc_error_details,
 ];
 
 function routes(router: ConnectRouter): void {
@@ -26,7 +29,7 @@ function routes(router: ConnectRouter): void {
     getStream: async (request) => ({ stream: { name: request.stream, firstRevision: 7n } }),
   });
   registerHealthService(router, createHealthState());
-  registerReflectionService(router, served);
+  registerReflectionService(router, served, readDocumentedDescriptors());
 }
 
 type Version = "v1" | "v1alpha";
@@ -128,6 +131,18 @@ describe("server reflection", () => {
     const field = (name: string) => streamInfo.field.find((f) => f.name === name);
     expect(field("first_revision")?.jsonName).toBe("firstRevision");
     expect(field("revision")?.proto3Optional).toBe(true);
+  });
+
+  test("files come with their source info: the proto's comments, for grpcurl describe", async () => {
+    const [response] = await reflect([{ fileByFilename: "eventstore/v1/eventstore.proto" }]);
+    const comments = filesOf(response)[0].sourceCodeInfo?.location.map((l) => l.leadingComments) ?? [];
+    expect(comments).toContainEqual(expect.stringContaining("EventStoreService appends events to streams"));
+    expect(comments).toContainEqual(expect.stringContaining("The log position reached: every matching event up to it has been sent"));
+  });
+
+  test("the error details every error carries are served, though no service declares them", async () => {
+    const [response] = await reflect([{ fileContainingSymbol: "google.rpc.ErrorInfo" }]);
+    expect(names(filesOf(response))).toEqual(["google/rpc/error_details.proto"]);
   });
 
   test("a client that knows only the reflected descriptors can call the service", async () => {

@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 
-import { withDatabase } from "../support/postgres-url";
+import { adminUrl, withDatabase } from "../support/postgres-url";
 import { settingsList } from "../../src/server/config";
 import { withoutSettings } from "../support/server-env";
 
@@ -164,6 +164,13 @@ describe("bad command lines", () => {
     const p = cli(["serve", "--port", "eighty"], { DATA_DIR: "memory" });
     expect((await p.exited).code).toBe(2);
     expect(p.stderr()).toMatch(/--port \(PORT\) must be an integer in 0\.\.65535, got "eighty"/);
+  });
+
+  test("a DATABASE_URL whose database does not exist exits 1 saying how to create it", async () => {
+    const p = cli(["serve"], { DATABASE_URL: withDatabase(adminUrl(), "es_no_such_database"), PORT: "0" });
+    expect((await p.exited).code).toBe(1);
+    expect(p.stderr()).toContain('database "es_no_such_database" does not exist');
+    expect(p.stderr()).toContain("create it (createdb es_no_such_database");
   });
 
   test("--tls-cert without --tls-key exits 2", async () => {

@@ -99,4 +99,34 @@ describe("curl-style Connect JSON over plain HTTP/1.1", () => {
       Buffer.from(toBinary(ErrorInfoSchema, create(ErrorInfoSchema, { reason: "STREAM_NOT_FOUND", domain: "eventstore.v1", metadata: { stream: "curl-missing" } }))),
     );
   });
+
+  it.each(["ReadStream", "ReadAll", "Subscribe"])("answers plain JSON to the server-streaming %s with 415 and a body saying what it takes", async (method) => {
+    const res = await post(method, { stream: "curl-1" });
+    expect(res.status).toBe(415);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body.code).toBe("invalid_argument");
+    expect(body.message).toContain(`${method} is a server-streaming method`);
+    expect(body.message).toContain("application/connect+json");
+  });
+
+  it("reads a stream with the README's enveloped request, as curl sends it", async () => {
+    const json = Buffer.from(JSON.stringify({ stream: "curl-1", dataEncoding: "DATA_ENCODING_JSON" }));
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(json.byteLength, 1);
+    const res = await fetch(`${server.url}/eventstore.v1.EventStoreService/ReadStream`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+json" },
+      body: Buffer.concat([head, json]),
+    });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const messages: { flags: number; json: unknown }[] = [];
+    for (let at = 0; at < bytes.byteLength; ) {
+      const length = bytes.readUInt32BE(at + 1);
+      messages.push({ flags: bytes[at], json: JSON.parse(bytes.subarray(at + 5, at + 5 + length).toString()) });
+      at += 5 + length;
+    }
+    expect(messages.map((m) => m.flags)).toEqual([0, 2]);
+    expect(messages[0].json).toMatchObject({ events: [{ stream: "curl-1", type: "Said", json: { text: "hi" } }] });
+    expect(messages[1].json).toEqual({});
+  });
 });

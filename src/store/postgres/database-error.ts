@@ -56,6 +56,13 @@ export function toEventStoreError(e: unknown, context: ErrorContext = {}): Event
       return new EventStoreError("STREAM_TOMBSTONED", `Stream ${facts.stream} is tombstoned`, { stream: facts.stream }, { cause: e });
     case "ES003":
       return duplicateEventId(facts.stream, facts.event_id, e);
+    case "ES006":
+      return new EventStoreError(
+        "EVENT_ID_REUSED",
+        `Event id ${facts.event_id} is stored in ${facts.stream} for another event (its type, content type, data or metadata differ): a retry sends the same event again`,
+        { stream: facts.stream, event_id: facts.event_id },
+        { cause: e },
+      );
     case "ES005":
       return new EventStoreError("STREAM_NOT_FOUND", `Stream ${facts.stream} not found`, { stream: facts.stream }, { cause: e });
     case "23505":

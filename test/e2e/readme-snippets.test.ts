@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import ts from "typescript";
 
 // Every TypeScript snippet of the README, as a reader would paste it into a file of their own:
-// compiled (type-checked, not run) one file each, with "pg-eventstore" as this package's client,
+// compiled (type-checked, not run) one file each, with "@pg-eventstore/client" as the client package,
 // ./gen as the generated code, ./examples as the repository's examples, and ./registry as the
 // snippet that exports `registry` (the README's later snippets import it). A snippet that leaves
 // out an import or uses a name it never defines fails here.
@@ -46,7 +46,7 @@ test("every TypeScript snippet of the README compiles on its own", () => {
       noEmit: true,
       skipLibCheck: true,
       baseUrl: ROOT,
-      paths: { "pg-eventstore": ["src/client/index.ts"] },
+      paths: { "@pg-eventstore/client": ["src/client/index.ts"] },
     });
     const problems = ts
       .getPreEmitDiagnostics(program)

@@ -95,6 +95,10 @@ function hint(e: unknown): string {
       const name = /database "(.*)" does not exist/.exec((cause as Error).message)?.[1] ?? "<name>";
       return `\nthe database of DATABASE_URL does not exist: create it (createdb ${name}, or CREATE DATABASE "${name}"), then start again; the server makes its tables itself\n`;
     }
+    // insufficient_privilege: a runtime role, and migrations pending, which only the schema's owner may run.
+    if ((cause as { code?: string }).code === "42501") {
+      return "\nthe role of DATABASE_URL may not create or change the schema, and migrations are pending: run `eventstore migrate` as the schema's owner (the migration role), then start again (docs/operations.md)\n";
+    }
     cause = cause instanceof Error ? cause.cause : undefined;
   }
   return "";

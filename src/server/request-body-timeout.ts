@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { constants, type Http2ServerResponse } from "node:http2";
+import type { Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
@@ -36,6 +37,8 @@ export function requestBodyTimedOut(timeoutMs: number): ConnectError {
 
 /** How long after the timeout a handler may take to answer it before the call is cut. */
 const UNANSWERED_MS = 1000;
+/** How long a refused HTTP/1.1 request's connection reads (and drops) what still comes after its answer. */
+const LINGER_MS = 1000;
 /** How often, and how many times, to look whether an answer has left before resetting its stream. */
 const SENT_POLL_MS = 10;
 const SENT_POLLS = 200;
@@ -66,13 +69,30 @@ export function closeUnfinishedRequest(res: Http2ServerResponse): void {
  * After a handler (Connect) was given an error instead of the rest of a request's body, so that
  * it answers the error in the call's protocol: refuses the rest. An HTTP/2 stream is reset
  * (NO_ERROR) once the answer is out; an HTTP/1.1 connection is closed after the answer (its
- * unread body cannot be skipped). A handler that swallows the failed read and never answers
+ * unread body cannot be skipped), lingering (below). A handler that swallows the failed read and never answers
  * must not keep the call: it is cut a second later (grpc-js reads ENHANCE_YOUR_CALM as
  * RESOURCE_EXHAUSTED).
  */
+/**
+ * An HTTP/1.1 connection that may not be kept alive is closed by Node with destroySoon() once its
+ * answer is written. With the refused body still arriving, the kernel then meets that data with
+ * an RST, which may reach the client before it has read the answer: it sees ECONNRESET, not the
+ * error (a test sending 5 MiB with a Content-Length hung that way in two runs of three). So the
+ * connection ends its sending side instead, reads and drops what still comes for LINGER_MS,
+ * and only then closes: a web server's lingering close. Node's parser drops the body's bytes.
+ */
+function closeAfterAnswerLingering(socket: Socket, res: ServerResponse): void {
+  res.shouldKeepAlive = false;
+  socket.destroySoon = () => {
+    socket.end();
+    socket.resume();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  };
+}
+
 export function refuseRestOfRequest(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void {
   if ("stream" in res) closeUnfinishedRequest(res);
-  else (res as ServerResponse).shouldKeepAlive = false;
+  else closeAfterAnswerLingering(req.socket, res as ServerResponse);
   setTimeout(() => {
     if (res.headersSent) return;
     if ("stream" in res) res.stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);

@@ -30,6 +30,9 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * step, run once, not a client's request.
  */
 export async function migrate(sql: Sql, migrations = loadMigrations()): Promise<number[]> {
+  // A schema that is up to date is only read: a server may run as a role without the right to
+  // create or alter anything (docs/operations.md), once a migration role has migrated.
+  if (await upToDate(sql, migrations)) return [];
   return sql.begin(async (tx) => {
     await tx`set local statement_timeout = 0`;
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
@@ -50,4 +53,12 @@ export async function migrate(sql: Sql, migrations = loadMigrations()): Promise<
     }
     return done;
   }) as Promise<number[]>;
+}
+
+/** Whether every migration is applied: read without a lock, and without DDL. */
+async function upToDate(sql: Sql, migrations: Migration[]): Promise<boolean> {
+  const [{ exists }] = await sql<{ exists: boolean }[]>`select to_regclass('eventstore.schema_migrations') is not null as exists`;
+  if (!exists) return false;
+  const applied = new Set((await sql<{ version: number }[]>`select version from eventstore.schema_migrations`).map((r) => r.version));
+  return migrations.every((m) => applied.has(m.version));
 }

@@ -19,6 +19,7 @@ const CODES: Record<EventStoreErrorKind, Code> = {
   WRONG_EXPECTED_VERSION: Code.Aborted,
   WRONG_EXPECTED_STATUS: Code.Aborted,
   LEASE_HELD: Code.FailedPrecondition,
+  CHECKPOINT_PAST_HEAD: Code.FailedPrecondition,
   UNAVAILABLE: Code.Unavailable,
   UNAUTHENTICATED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,

@@ -19,6 +19,8 @@ export type EventStoreErrorKind =
   | "WRONG_EXPECTED_VERSION"
   | "WRONG_EXPECTED_STATUS"
   | "LEASE_HELD"
+  /** A durable subscription's stored position is past the log's head (a restored database). */
+  | "CHECKPOINT_PAST_HEAD"
   | "UNAVAILABLE"
   | "UNAUTHENTICATED"
   | "PERMISSION_DENIED"

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { invalidArgument, matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
+import { EventStoreError, invalidArgument, matchesFilter, recordedEventBytes, type RecordedEvent } from "../domain";
 import type { CatchUpPage, EventStore, Selection } from "../store";
 import type { LiveFeed } from "./live-feed";
 import { LiveQueue, type QueueLimits } from "./live-queue";
@@ -164,7 +164,19 @@ function readAhead(store: EventStore, selection: Selection, after: bigint, pageS
 async function startPosition(store: EventStore, request: SubscriptionRequest, selection: Selection): Promise<bigint> {
   if (request.name !== undefined) {
     const checkpoint = await store.getCheckpoint(request.name);
-    if (checkpoint) return checkpoint.position;
+    if (checkpoint) {
+      // Only a database restored to an earlier point has a checkpoint past its head: resumed
+      // from it, the subscription would pass over the events that take those positions again.
+      const head = await store.head();
+      if (checkpoint.position > head) {
+        throw new EventStoreError(
+          "CHECKPOINT_PAST_HEAD",
+          `The checkpoint of ${request.name} (${checkpoint.position}) is past the log's head (${head}), as after a restore: commit a position at or below the head to resume`,
+          { subscription_name: request.name, position: String(checkpoint.position), head: String(head) },
+        );
+      }
+      return checkpoint.position;
+    }
   }
   const start = request.start;
   switch (start.kind) {

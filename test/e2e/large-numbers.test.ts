@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import postgres from "postgres";
 import { createGrpcJsClient, errorInfo, serverStream, unary } from "../support/grpc-js-client";
 import { createTestDatabase, type TestDatabase } from "../support/test-database";
 import { startTestServer, type TestServer } from "../support/test-server";
@@ -112,5 +113,30 @@ describe("numbers that name what cannot exist", () => {
     }
     const got = await unary<{ position: string }>(client, "getCheckpoint", { subscriptionName: "far" });
     expect(got.position).toBe("2");
+  });
+
+  it("a durable subscription whose stored checkpoint is past the head (a restored database) is FAILED_PRECONDITION, with no confirmation", async () => {
+    await unary(client, "commitCheckpoint", { subscriptionName: "restored", position: "2" });
+    // As a restore to an earlier point leaves it: the log's head below a consumer's position.
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql`update eventstore.subscription_checkpoints set position = 40 where name = 'restored'`;
+    } finally {
+      await sql.end();
+    }
+    const refused = await new Promise<{ kinds: string[]; err?: grpc.ServiceError }>((resolve) => {
+      const kinds: string[] = [];
+      const call = client.subscribe({ subscriptionName: "restored" }, { deadline: Date.now() + 2000 });
+      call.on("data", (m: { message: string }) => kinds.push(m.message));
+      call.on("error", (err: grpc.ServiceError) => resolve({ kinds, err }));
+      call.on("end", () => resolve({ kinds }));
+    });
+    expect(refused.kinds).toEqual([]);
+    expect(refused.err?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(errorInfo(refused.err!)).toMatchObject({ reason: "CHECKPOINT_PAST_HEAD", metadata: { subscription_name: "restored", position: "40", head: "2" } });
+    // Committed back at or below the head, it resumes.
+    await unary(client, "commitCheckpoint", { subscriptionName: "restored", position: "1" });
+    const resumed = await subscribe({ subscriptionName: "restored" });
+    expect(resumed.kinds.slice(0, 2)).toEqual(["confirmation", "events"]);
   });
 });

@@ -50,7 +50,7 @@ export async function* subscribe(
 ): AsyncGenerator<SubscriptionMessage> {
   const { store, feed } = settings;
   const selection = { ...request.selection };
-  let position = await startPosition(store, request, selection);
+  let position = await startPosition(store, feed, request, selection);
   yield { kind: "confirmation", id: randomUUID(), after: position };
 
   const selects = (e: RecordedEvent) =>
@@ -161,14 +161,25 @@ function readAhead(store: EventStore, selection: Selection, after: bigint, pageS
   return page;
 }
 
-async function startPosition(store: EventStore, request: SubscriptionRequest, selection: Selection): Promise<bigint> {
+/**
+ * The log's head if `position` is past it, else undefined. The feed's head is a committed
+ * position, so a position at or below it is asked nothing more: the store is read only for one
+ * past it (one more query, on resuming after a database restart, is one more to fail).
+ */
+async function headBelow(store: EventStore, feed: LiveFeed, position: bigint): Promise<bigint | undefined> {
+  if (position <= feed.head) return undefined;
+  const head = await store.head();
+  return position > head ? head : undefined;
+}
+
+async function startPosition(store: EventStore, feed: LiveFeed, request: SubscriptionRequest, selection: Selection): Promise<bigint> {
   if (request.name !== undefined) {
     const checkpoint = await store.getCheckpoint(request.name);
     if (checkpoint) {
       // Only a database restored to an earlier point has a checkpoint past its head: resumed
       // from it, the subscription would pass over the events that take those positions again.
-      const head = await store.head();
-      if (checkpoint.position > head) {
+      const head = await headBelow(store, feed, checkpoint.position);
+      if (head !== undefined) {
         throw new EventStoreError(
           "CHECKPOINT_PAST_HEAD",
           `The checkpoint of ${request.name} (${checkpoint.position}) is past the log's head (${head}), as after a restore: commit a position at or below the head to resume`,
@@ -188,8 +199,8 @@ async function startPosition(store: EventStore, request: SubscriptionRequest, se
       // Every position a consumer can have seen is at or below the head. One past it (Go's
       // math.MaxUint64 meant as "the end", say) would have the subscription pass over the events
       // up to it without a word as they come: refused, before the confirmation.
-      const head = start.position > 0n ? await store.head() : 0n;
-      if (start.position > head) {
+      const head = await headBelow(store, feed, start.position);
+      if (head !== undefined) {
         throw invalidArgument("after_position", `${start.position} is past the log's head (${head}): START_POINT_END follows the events from now on`, { head: String(head) });
       }
       return start.position;

@@ -69,10 +69,20 @@ export function closeUnfinishedRequest(res: Http2ServerResponse): void {
  * After a handler (Connect) was given an error instead of the rest of a request's body, so that
  * it answers the error in the call's protocol: refuses the rest. An HTTP/2 stream is reset
  * (NO_ERROR) once the answer is out; an HTTP/1.1 connection is closed after the answer (its
- * unread body cannot be skipped), lingering (below). A handler that swallows the failed read and never answers
- * must not keep the call: it is cut a second later (grpc-js reads ENHANCE_YOUR_CALM as
- * RESOURCE_EXHAUSTED).
+ * unread body cannot be skipped), lingering (below). A handler that swallows the failed read and
+ * never answers must not keep the call: it is cut a second later (grpc-js reads
+ * ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED).
  */
+export function refuseRestOfRequest(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void {
+  if ("stream" in res) closeUnfinishedRequest(res);
+  else closeAfterAnswerLingering(req.socket, res as ServerResponse);
+  setTimeout(() => {
+    if (res.headersSent) return;
+    if ("stream" in res) res.stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    else req.socket.destroy();
+  }, UNANSWERED_MS).unref();
+}
+
 /**
  * An HTTP/1.1 connection that may not be kept alive is closed by Node with destroySoon() once its
  * answer is written. With the refused body still arriving, the kernel then meets that data with
@@ -88,16 +98,6 @@ function closeAfterAnswerLingering(socket: Socket, res: ServerResponse): void {
     socket.resume();
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
   };
-}
-
-export function refuseRestOfRequest(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void {
-  if ("stream" in res) closeUnfinishedRequest(res);
-  else closeAfterAnswerLingering(req.socket, res as ServerResponse);
-  setTimeout(() => {
-    if (res.headersSent) return;
-    if ("stream" in res) res.stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    else req.socket.destroy();
-  }, UNANSWERED_MS).unref();
 }
 
 /**

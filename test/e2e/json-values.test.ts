@@ -1,6 +1,6 @@
 import { connect, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-node";
@@ -120,9 +120,22 @@ describe("over gRPC-Web (binary, decoded by protobuf-es rather than the server's
       expect(err?.code).toBe(Code.InvalidArgument);
       expect(err?.findDetails(ErrorInfoSchema)[0]?.metadata.field).toBe(field);
     }
-    // A Value with no kind inside metadata can only be sent as bytes: protobuf-es makes one a null.
-    const unset = toBinary(ValueSchema, create(ValueSchema, {}));
-    expect(unset.byteLength).toBe(0);
+  });
+
+  it("refuses a Value with no kind in metadata over Connect binary, sent as bytes (protobuf-es would make it a null)", async () => {
+    // AppendRequest { stream: "values-web", events: [{ type: "T", metadata: { fields: { a: Value {} } } }] }
+    const entry = Buffer.from([0x0a, 0x01, 0x61, 0x12, 0x00]);
+    const struct = Buffer.concat([Buffer.from([0x0a, entry.byteLength]), entry]);
+    const event = Buffer.concat([Buffer.from([0x12, 0x01, 0x54, 0x32, struct.byteLength]), struct]);
+    const stream = Buffer.from("values-web");
+    const body = Buffer.concat([Buffer.from([0x0a, stream.byteLength]), stream, Buffer.from([0x12, event.byteLength]), event]);
+    const before = await head();
+    const res = await fetch(`${server.url}/eventstore.v1.EventStoreService/Append`, { method: "POST", headers: { "content-type": "application/proto" }, body });
+    const answer = (await res.json()) as { code: string; details?: { type: string; value: string }[] };
+    const info = answer.details?.find((d) => d.type === "google.rpc.ErrorInfo");
+    expect(answer.code).toBe("invalid_argument");
+    expect(info && fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64")).metadata.field).toBe("events[0].metadata");
+    expect(await head()).toBe(before);
   });
 });
 

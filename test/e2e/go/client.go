@@ -22,6 +22,17 @@ import (
 
 type step map[string]interface{}
 
+// serverDeadline sends a grpc-timeout header with no deadline on the client's context, so that
+// the server's timer is the only one: grpc-go's own timer fires first for a context deadline
+// (the server starts counting later) and would hide how the server ends the call. It stands
+// for any path where the server's deadline is the shorter one, such as a proxy that cut it.
+type serverDeadline string
+
+func (d serverDeadline) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"grpc-timeout": string(d)}, nil
+}
+func (serverDeadline) RequireTransportSecurity() bool { return false }
+
 func report(name string, s step) {
 	s["step"] = name
 	line, _ := json.Marshal(s)
@@ -113,34 +124,18 @@ func main() {
 
 	// A subscription with a deadline: its messages, then how it ends (never io.EOF).
 	subCtx, subCancel := context.WithTimeout(ctx, 700*time.Millisecond)
-	sub, err := client.Subscribe(subCtx, &eventstorev1.SubscribeRequest{Stream: stream})
-	kinds := []string{}
-	ending := "none"
-	if err != nil {
-		ending = status.Code(err).String()
-	} else {
-		for {
-			m, e := sub.Recv()
-			if e == io.EOF {
-				ending = "EOF"
-				break
-			}
-			if e != nil {
-				ending = status.Code(e).String()
-				break
-			}
-			switch m.Message.(type) {
-			case *eventstorev1.SubscribeResponse_Confirmation:
-				kinds = append(kinds, "confirmation")
-			case *eventstorev1.SubscribeResponse_Events:
-				kinds = append(kinds, "events")
-			case *eventstorev1.SubscribeResponse_CaughtUp:
-				kinds = append(kinds, "caughtUp")
-			}
-		}
-	}
+	kinds, ending := subscribeUntilEnd(subCtx, client, stream)
 	subCancel()
 	report("subscribe_deadline", step{"messages": kinds, "ended": ending})
+
+	// The same deadline counted by the server alone; the 10 s timer only bounds a server that
+	// never ends the call (it would end as Canceled).
+	serverCtx, serverCancel := context.WithCancel(context.Background())
+	safety := time.AfterFunc(10*time.Second, serverCancel)
+	kinds, ending = subscribeUntilEnd(serverCtx, client, stream, grpc.PerRPCCredentials(serverDeadline("700m")))
+	safety.Stop()
+	serverCancel()
+	report("subscribe_server_deadline", step{"messages": kinds, "ended": ending})
 
 	// A subscription after math.MaxUint64: refused before any message.
 	pastCtx, pastCancel := context.WithTimeout(ctx, 2*time.Second)
@@ -168,4 +163,36 @@ func main() {
 	} else {
 		report("conflict", step{"code": "OK"})
 	}
+}
+
+// subscribeUntilEnd subscribes to a stream and receives until the call ends: the kinds of the
+// messages it got, and how it ended ("EOF" for an OK status, else the code).
+func subscribeUntilEnd(ctx context.Context, client eventstorev1.EventStoreServiceClient, stream string, opts ...grpc.CallOption) ([]string, string) {
+	sub, err := client.Subscribe(ctx, &eventstorev1.SubscribeRequest{Stream: stream}, opts...)
+	kinds := []string{}
+	ending := "none"
+	if err != nil {
+		ending = status.Code(err).String()
+	} else {
+		for {
+			m, e := sub.Recv()
+			if e == io.EOF {
+				ending = "EOF"
+				break
+			}
+			if e != nil {
+				ending = status.Code(e).String()
+				break
+			}
+			switch m.Message.(type) {
+			case *eventstorev1.SubscribeResponse_Confirmation:
+				kinds = append(kinds, "confirmation")
+			case *eventstorev1.SubscribeResponse_Events:
+				kinds = append(kinds, "events")
+			case *eventstorev1.SubscribeResponse_CaughtUp:
+				kinds = append(kinds, "caughtUp")
+			}
+		}
+	}
+	return kinds, ending
 }

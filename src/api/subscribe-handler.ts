@@ -19,6 +19,7 @@ import {
   type Principal,
   type RecordedEvent,
 } from "../domain";
+import { createMetrics, type Metrics } from "../metrics";
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
 import { callEnded, toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
@@ -39,6 +40,8 @@ export interface SubscribeOptions {
   subscriptionLimits: SubscriptionLimits;
   /** Most bytes of encoded events in one response message (a message holds at least one event). */
   messageBytes?: number;
+  /** Counts open subscriptions, the events they deliver and their falls behind. */
+  metrics?: Metrics;
 }
 
 const MIN_HEARTBEAT_MS = 100;
@@ -47,6 +50,14 @@ const MAX_HEARTBEAT_MS = 3_600_000;
 /** Serves EventStoreService.Subscribe: request checks, then the subscription's messages as proto. */
 export function createSubscribeHandler(options: SubscribeOptions) {
   const { log, shutdown, guard } = options;
+  const metrics = (options.metrics ?? createMetrics()).subscriptions;
+  // Every kind is shown from the start, at 0.
+  const kinds = (["plain", "durable", "consumer_group"] as const).map((kind) => {
+    const counted = { open: metrics.open.labels({ kind }), delivered: metrics.delivered.labels({ kind }) };
+    counted.open.inc(0);
+    counted.delivered.inc(0);
+    return counted;
+  });
   // Every live subscriber gets the same event objects from the feed: encode each once, for all.
   const encoded = [new WeakMap<RecordedEvent, Uint8Array>(), new WeakMap<RecordedEvent, Uint8Array>()];
   const encodeShared: EncodeEvent = (e, payloadAsJson) => {
@@ -92,9 +103,12 @@ export function createSubscribeHandler(options: SubscribeOptions) {
       throw toConnectError(e, log);
     }
     const signal = AbortSignal.any([ctx.signal, shutdown]);
+    const counted = kinds[request.selection.filter.group ? 2 : request.name !== undefined ? 1 : 0];
+    counted.open.inc();
     try {
       const wire = eventWire(ctx, asJson);
       for await (const m of subscribe(options.settings, request, signal)) {
+        if (m.kind === "fell_behind") metrics.fellBehind.inc();
         if (m.kind !== "events") {
           yield toResponse(m);
           continue;
@@ -106,11 +120,13 @@ export function createSubscribeHandler(options: SubscribeOptions) {
         for (const batch of eventMessages(EventBatchSchema, events, wire, options.messageBytes ?? DEFAULT_MESSAGE_BYTES, encode)) {
           yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
         }
+        counted.delivered.inc(events.length);
       }
     } catch (e) {
       if (ctx.signal.aborted) throw callEnded(ctx.signal);
       if (!shutdown.aborted) throw toConnectError(e, log);
     } finally {
+      counted.open.dec();
       release();
     }
     // A subscription ends only when its client goes, its deadline passes or the server stops.

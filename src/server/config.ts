@@ -44,6 +44,15 @@ export interface Config {
   maxSubscriptionsPerPrincipal: number;
   /** Health answers NOT_SERVING while the event loop runs later than this; 0: never. */
   maxEventLoopLagMs: number;
+  metrics: MetricsSettings;
+}
+
+export interface MetricsSettings {
+  /** Where Prometheus text is served at GET /metrics; no port: not served. */
+  host: string;
+  port?: number;
+  /** Most durable subscriptions, and most projections, whose lag a scrape reports. */
+  maxConsumers: number;
 }
 
 export interface ConnectionLimits {
@@ -127,6 +136,9 @@ const SETTINGS = {
   "max-request-bytes": { env: "MAX_REQUEST_BYTES", default: String(4 * 1024 * 1024), help: "most bytes in one request message other than an append (appends: --max-append-bytes, with room for JSON); larger is refused from its length with RESOURCE_EXHAUSTED" },
   "max-subscriptions": { env: "MAX_SUBSCRIPTIONS", default: "2000", help: "most open subscriptions on this server" },
   "max-subscriptions-per-principal": { env: "MAX_SUBSCRIPTIONS_PER_PRINCIPAL", default: "1000", help: "most open subscriptions of one principal (anonymous callers share one)" },
+  "metrics-port": { env: "METRICS_PORT", default: "", help: "serve Prometheus metrics at GET /metrics on this port (empty: off; 0: any free port)" },
+  "metrics-host": { env: "METRICS_HOST", default: "127.0.0.1", help: "address of the metrics port (no authentication there: keep it private)" },
+  "metrics-max-consumers": { env: "METRICS_MAX_CONSUMERS", default: "1000", help: "most durable subscriptions, and most projections, whose lag one scrape reports (by name)" },
   "max-event-loop-lag-ms": { env: "MAX_EVENT_LOOP_LAG_MS", default: "1000", help: "health answers NOT_SERVING while the event loop runs this late (0: never)" },
 } as const;
 
@@ -261,6 +273,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     maxSubscriptions: int("max-subscriptions", 1),
     maxSubscriptionsPerPrincipal: int("max-subscriptions-per-principal", 1),
     maxEventLoopLagMs: int("max-event-loop-lag-ms", 0),
+    metrics: {
+      host: get("metrics-host"),
+      port: get("metrics-port") === "" ? undefined : int("metrics-port", 0, 65535),
+      maxConsumers: int("metrics-max-consumers", 1, 100_000),
+    },
   };
 }
 

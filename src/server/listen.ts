@@ -52,6 +52,8 @@ export interface Listener {
   port: number;
   /** New certificates for connections from now on (those open keep theirs). */
   setTls(tls: TlsMaterial): void;
+  /** Client connections open now. */
+  connections(): number;
   /** Stops accepting, lets open calls finish for up to `graceMs`, then cuts what is left. */
   close(graceMs: number): Promise<void>;
 }
@@ -126,6 +128,7 @@ export async function listen(handler: RequestHandler, options: ListenOptions): P
 
   return {
     port,
+    connections: () => sockets.size,
     setTls(tls) {
       if (!options.tls) throw new Error("the server was not started with TLS");
       (h2 as ReturnType<typeof createSecureServer>).setSecureContext(secureContextOptions(tls));

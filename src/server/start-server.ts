@@ -21,15 +21,18 @@ import { CALLER, createGuard } from "../api/guard";
 import { toConnectError } from "../api/connect-error";
 import { createLiveFeed } from "../subscriptions";
 import { isEventStoreError, type Logger } from "../domain";
+import { createMetrics, type Metrics } from "../metrics";
 import { openStore, type EventStore } from "../store";
 import { isLoopback, type Config } from "./config";
 import { withSpecGrpcMessage } from "./grpc-message-encoding";
 import { createGrpcUnaryFastPath } from "./grpc-unary-fast-path";
 import { loadAccessControl, type AccessControl } from "./access-control";
 import type { Credentials } from "./authenticator";
+import { createCallObserver, type MethodKind } from "./call-observer";
 import { withCallTurns } from "./call-turns";
 import { listen, type RequestHandler } from "./listen";
 import { monitorEventLoop } from "./event-loop-monitor";
+import { serveMetrics } from "./metrics-server";
 import { requestStreamPaths, withRequestBodyTimeout } from "./request-body-timeout";
 import { withRequestBodyBudget } from "./request-body-budget";
 import { createRequestBudget } from "./request-budget";
@@ -40,7 +43,10 @@ import { readTls, watchTls } from "./tls-files";
 
 export interface RunningServer {
   port: number;
+  /** The metrics port, when served. */
+  metricsPort?: number;
   store: EventStore;
+  metrics: Metrics;
   /** Subscriptions now attached to live delivery (for tests and diagnostics). */
   liveSubscribers(): number;
   /** Request bytes held now for calls whose requests are still arriving (for tests and diagnostics). */
@@ -58,9 +64,10 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   // Before the database: a mistake in these files is found at once, not after a wait.
   const tls = config.tls ? readTls(config.tls) : undefined;
   const access = config.authFile ? loadAccessControl(config.authFile, log) : undefined;
+  const metrics = createMetrics({ process: true });
   let store: EventStore;
   try {
-    store = await openStoreWhenReady(config, log, cancel);
+    store = await openStoreWhenReady(config, log, metrics, cancel);
   } catch (e) {
     access?.close();
     throw e;
@@ -68,8 +75,11 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const shutdown = new AbortController();
   const health = createHealthState();
   const guard = createGuard({ policy: access && (() => access.policy()), audit: (action, fields) => log.info("audit", { action, ...fields }) });
-  const contextValues = access ? (req: Parameters<RequestHandler>[0]) => callerValues(access, req) : undefined;
-  const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000 });
+  let methods: ReadonlyMap<string, MethodKind> = new Map();
+  const observer = createCallObserver(metrics, () => methods);
+  const contextValues = (req: Parameters<RequestHandler>[0]) => observer.contextValues(req, access ? callerValues(access, req) : undefined);
+  metrics.sources.consumerLag = () => store.consumerLag(config.metrics.maxConsumers);
+  const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000, metrics });
   await feed.start();
   const subscribe = createSubscribeHandler({
     settings: {
@@ -85,6 +95,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
     defaultHeartbeatMs: config.subscriptions.heartbeatMs,
     guard,
     subscriptionLimits: createSubscriptionLimits({ maxPerServer: config.maxSubscriptions, maxPerPrincipal: config.maxSubscriptionsPerPrincipal }),
+    metrics,
   });
   // Oversized requests are refused before they are buffered, each method's at its own size.
   const sizes = requestSizeLimits(config.limits, config.connections.maxRequestBytes);
@@ -122,7 +133,9 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       ], readDocumentedDescriptors());
       requestStreams = requestStreamPaths(connectRouter.handlers);
       serverStreams = new Set(connectRouter.handlers.filter((h) => h.method.methodKind === "server_streaming").map((h) => h.requestPath));
+      methods = new Map(connectRouter.handlers.map((h) => [h.requestPath, h.method.methodKind]));
     },
+    interceptors: [observer.interceptor],
     readMaxBytes: sizes.largest,
     acceptCompression: requestDecompressions(sizes),
     contextValues,
@@ -141,7 +154,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const handler: RequestHandler = withStreamingJsonHint((req, res) => {
     if (!unary.serve(req, res)) viaConnect(req, res);
   }, (path) => serverStreams.has(path));
-  const listener = await listen(withCallTurns(handler), {
+  const listener = await listen(observer.wrap(withCallTurns(handler)), {
     host: config.host,
     port: config.port,
     tls,
@@ -165,6 +178,8 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       log.warn("TLS certificates not reloaded: the last good ones stay in force", { cause: (e as Error).message });
     }
   };
+  metrics.sources.openConnections = listener.connections;
+  const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics.registry, { host: config.metrics.host, port: config.metrics.port, log });
   const unwatchTls = config.tls ? watchTls(config.tls, reloadTls) : undefined;
   const setServing = (status: ServingStatus) => ["", SERVICE].forEach((service) => health.set(service, status));
   setServing(ServingStatus.SERVING);
@@ -189,12 +204,15 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
       : config.insecure && !isLoopback(config.host)
         ? "none: --insecure, anyone who reaches this address may do anything"
         : "none: loopback only",
+    ...(metricsServer ? { metrics: `http://${config.metrics.host}:${metricsServer.port}/metrics` } : {}),
   });
 
   let stopping: Promise<void> | undefined;
   return {
     port: listener.port,
+    metricsPort: metricsServer?.port,
     store,
+    metrics,
     liveSubscribers: () => feed.subscriberCount,
     bufferedRequestBytes: () => requestBudget.heldBytes,
     reload() {
@@ -209,6 +227,7 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
         setServing(ServingStatus.NOT_SERVING);
         shutdown.abort();
         await listener.close(config.shutdownGraceMs);
+        await metricsServer?.close();
         await feed.stop();
         await store.close();
         log.info("stopped");
@@ -255,7 +274,7 @@ function authenticated(router: ConnectRouter, log: Logger): ConnectRouter {
 /** Startup was cancelled (a signal) while waiting for the database. */
 export class StartCancelled extends Error {}
 
-async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSignal): Promise<EventStore> {
+async function openStoreWhenReady(config: Config, log: Logger, metrics: Metrics, cancel?: AbortSignal): Promise<EventStore> {
   for (let attempt = 1; ; attempt++) {
     if (cancel?.aborted) throw new StartCancelled("start cancelled");
     try {
@@ -267,6 +286,7 @@ async function openStoreWhenReady(config: Config, log: Logger, cancel?: AbortSig
         statementTimeoutMs: config.statementTimeoutMs,
         scanWindow: config.scanWindow,
         maxConcurrentScans: config.maxConcurrentScans,
+        metrics,
       });
     } catch (e) {
       // A locked data directory will not free itself by waiting.

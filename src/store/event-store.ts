@@ -1,5 +1,8 @@
 import type { EventFilter, ExpectedRevision, RecordedEvent, StreamAppend } from "../domain";
+import type { ConsumerLag } from "../metrics";
 import type { ProjectionStore } from "./projection-store";
+
+export type { ConsumerLag };
 
 export type Direction = "forwards" | "backwards";
 
@@ -81,9 +84,10 @@ export interface Checkpoint {
 }
 
 /** Wake-ups for live delivery. */
+
 export interface CommitWatcher {
-  /** After a commit, by this process or (through NOTIFY) any server: the last position written. */
-  onCommit(position: bigint): void;
+  /** After a commit, by this process ("local") or (through NOTIFY) any server: the last position written. */
+  onCommit(position: bigint, source: "local" | "notify"): void;
   /** After every (re)connection of the notification channel: notifications may have been lost. */
   onConnected(): void;
 }
@@ -135,6 +139,8 @@ export interface EventStore {
   readonly projections: ProjectionStore;
   /** Starts calling `watcher` on commits; resolves with a function that stops it. */
   watch(watcher: CommitWatcher): Promise<() => Promise<void>>;
+  /** Durable subscriptions' and projections' distance from the head: at most `limit` of each, by name. */
+  consumerLag(limit: number): Promise<ConsumerLag[]>;
   /** Resolves when the database answers; throws UNAVAILABLE otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,4 +1,5 @@
 import { DEFAULT_LIMITS, type Limits, type Logger } from "../domain";
+import type { Metrics } from "../metrics";
 import type { EventStore } from "./event-store";
 import { startEmbeddedDatabase } from "./embedded-database";
 import { createPostgresStore, migrateStore } from "./postgres/create-postgres-store";
@@ -28,6 +29,8 @@ export interface OpenStoreOptions {
   scanWindow?: number;
   /** The most filtered log scans in the database at once, all callers together (see scan-slots.ts). */
   maxConcurrentScans?: number;
+  /** Where the store counts its work (the server's registry). */
+  metrics?: Metrics;
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
@@ -69,6 +72,8 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
       listenProbeIntervalMs: options.listenProbeIntervalMs,
       log: options.log,
       statementTimeoutMs,
+      metrics: options.metrics,
+      poolSizes: { write: writes, read: reads },
     });
   }
   // PGlite takes statement_timeout and ignores it (no timer can interrupt WebAssembly on this
@@ -91,6 +96,8 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
     log: options.log,
     onClose: () => db.stop(),
     cancelInFlight: false,
+    metrics: options.metrics,
+    poolSizes: { write: 1, read: 1 },
   });
 }
 

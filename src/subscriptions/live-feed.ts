@@ -1,4 +1,5 @@
 import { EMPTY_FILTER, type Logger, type RecordedEvent } from "../domain";
+import { createMetrics, type Metrics, type WakeCause } from "../metrics";
 import type { EventStore } from "../store";
 
 /** A live subscriber as the feed sees it. */
@@ -19,6 +20,8 @@ export interface LiveFeedOptions {
    * one read holds no more than that whatever the events' size.
    */
   pageSize: number;
+  /** Counts the wake-ups by cause. */
+  metrics?: Metrics;
 }
 
 export interface LiveFeed {
@@ -33,7 +36,7 @@ export interface LiveFeed {
   attach(subscriber: LiveSubscriber, position: bigint): boolean;
   detach(subscriber: LiveSubscriber): void;
   /** Reads the log now (coalesced with a read in progress). */
-  wake(): void;
+  wake(cause: WakeCause): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -52,6 +55,13 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
   let poll: NodeJS.Timeout | undefined;
   let unwatch: (() => Promise<void>) | undefined;
   let stopped = false;
+  const wakeups = options.metrics?.feed.wakeups ?? createMetrics().feed.wakeups;
+  const counter = (cause: WakeCause) => {
+    const c = wakeups.labels({ cause });
+    c.inc(0); // shown from the start, at 0
+    return c;
+  };
+  const counters = { notify: counter("notify"), local: counter("local"), poll: counter("poll"), reconnect: counter("reconnect") };
 
   async function readLog(): Promise<void> {
     while (wanted && !stopped) {
@@ -86,11 +96,16 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     }
   }
 
-  function wake() {
+  function wake(cause: WakeCause) {
+    counters[cause].inc();
+    read();
+  }
+
+  function read() {
     wanted = true;
     reading ??= readLog().finally(() => {
       reading = undefined;
-      if (wanted && !stopped) wake();
+      if (wanted && !stopped) read();
     });
   }
 
@@ -113,17 +128,17 @@ export function createLiveFeed(options: LiveFeedOptions): LiveFeed {
     async start() {
       head = await store.head();
       unwatch = await store.watch({
-        onCommit: (position) => {
+        onCommit: (position, source) => {
           if (position <= head) return;
           // With nobody to hand events to, the feed need not read them: every position up to
           // a committed one is committed, so it can take that as its head. A subscriber behind
           // it is refused by attach() and reads the difference from storage.
           if (subscribers.size === 0 && !reading) head = position;
-          else wake();
+          else wake(source);
         },
-        onConnected: wake,
+        onConnected: () => wake("reconnect"),
       });
-      poll = setInterval(wake, options.pollIntervalMs);
+      poll = setInterval(() => wake("poll"), options.pollIntervalMs);
       poll.unref();
     },
     async stop() {

@@ -1,4 +1,5 @@
 import { EventStoreError, type StreamAppend } from "../../domain";
+import type { Metrics } from "../../metrics";
 import type { AppendResult } from "../event-store";
 import type { AppendOutcome } from "./append";
 import { toEventStoreError, type ErrorContext } from "./database-error";
@@ -13,6 +14,7 @@ export interface AppendBatcherOptions {
   onCommit(lastPosition: bigint): void;
   /** For the errors of a failed batch (the statement timeout they name). */
   errorContext?: ErrorContext;
+  metrics?: Metrics["appends"];
 }
 
 /** The outcome of an append whose caller went away before it was sent again. */
@@ -96,13 +98,32 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
       for (const w of batch) outcomes.push(w.signal?.aborted ? new Aborted(w.signal.reason) : await alone(w));
     }
     let last = 0n;
+    let committed = 0;
+    let events = 0;
+    let bytes = 0;
     batch.forEach((w, i) => {
       const outcome = outcomes[i];
-      if (outcome instanceof EventStoreError) return w.reject(outcome);
+      if (outcome instanceof EventStoreError) {
+        if (outcome.kind === "WRONG_EXPECTED_REVISION") options.metrics?.conflicts.inc();
+        return w.reject(outcome);
+      }
       if (outcome instanceof Aborted) return w.reject(outcome.reason);
       for (const r of outcome) if (!r.replayed && r.positions.at(-1)! > last) last = r.positions.at(-1)!;
+      if (!outcome.every((r) => r.replayed)) {
+        committed++;
+        events += w.events;
+        bytes += w.bytes;
+      }
       w.resolve(outcome);
     });
+    if (options.metrics && committed > 0) {
+      const m = options.metrics;
+      m.committed.inc(committed);
+      m.events.inc(events);
+      m.bytes.inc(bytes);
+      m.batchAppends.observe(committed);
+      m.batchEvents.observe(events);
+    }
     if (last > 0n) options.onCommit(last);
   }
 

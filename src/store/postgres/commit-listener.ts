@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Metrics } from "../../metrics";
 import type { CommitWatcher } from "../event-store";
 import type { Sql } from "./sql";
 
@@ -14,6 +15,7 @@ export interface CommitListenerOptions {
   /** How often to prove the LISTEN connection alive with a probe notification. */
   probeIntervalMs: number;
   onWarning: (message: string, fields: Record<string, unknown>) => void;
+  metrics?: Metrics;
 }
 
 /**
@@ -27,10 +29,13 @@ export async function listenForCommits(watcher: CommitWatcher, options: CommitLi
   let stopped = false;
   let probe: string | undefined;
   let reopening: Promise<void> | undefined;
+  let lastNotificationAt: number | undefined;
+  if (options.metrics) options.metrics.sources.lastNotificationAt = () => lastNotificationAt;
 
   const onnotify = (channel: string, payload: string) => {
     if (channel !== NOTIFY_CHANNEL) return;
-    if (/^\d+$/.test(payload)) watcher.onCommit(BigInt(payload));
+    lastNotificationAt = performance.now();
+    if (/^\d+$/.test(payload)) watcher.onCommit(BigInt(payload), "notify");
     else if (payload === probe) probe = undefined;
   };
 
@@ -63,6 +68,7 @@ export async function listenForCommits(watcher: CommitWatcher, options: CommitLi
       for (let attempt = 1; !stopped; attempt++) {
         try {
           await open();
+          options.metrics?.feed.listenReconnects.inc();
           return;
         } catch {
           await new Promise((r) => setTimeout(r, Math.min(5000, 200 * attempt)));

@@ -7,6 +7,7 @@ import {
   type Limits,
   type Logger,
 } from "../../domain";
+import { createMetrics, type Metrics } from "../../metrics";
 import type { CommitWatcher, EventStore } from "../event-store";
 import { appendBatch } from "./append";
 import { createAppendBatcher } from "./append-batcher";
@@ -15,6 +16,8 @@ import { listenForCommits, type OpenListenConnection } from "./commit-listener";
 import type { Cancellation } from "./cancellable";
 import { guard as guardWith, toEventStoreError } from "./database-error";
 import { createPostgresProjectionStore } from "./create-postgres-projection-store";
+import { consumerLag } from "./consumer-lag";
+import { createPoolMeter } from "./pool-meter";
 import { resolveLinks } from "./resolve-links";
 import { migrate } from "./migrate";
 import { readAfter } from "./read-after";
@@ -53,6 +56,10 @@ export interface PostgresStoreOptions {
    * false on PGlite, which ignores cancel requests (see cancellable.ts).
    */
   cancelInFlight?: boolean;
+  /** Where the store counts its appends and its operations in the database. */
+  metrics?: Metrics;
+  /** The pools' connections, for the metrics (`sql`, `readSql`). */
+  poolSizes?: { write: number; read: number };
 }
 
 const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 1000 };
@@ -69,6 +76,10 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const watchers = new Set<CommitWatcher>();
   const errors = { statementTimeoutMs: options.statementTimeoutMs || undefined };
   const guard = <T>(work: () => T | Promise<T>, signal?: AbortSignal) => guardWith(work, { ...errors, signal });
+  const metrics = options.metrics ?? createMetrics();
+  const writes = createPoolMeter(metrics, "write", options.poolSizes?.write ?? 1);
+  // One pool (PGlite's single connection): both kinds of operation count against it.
+  const reads = readSql === sql ? writes : createPoolMeter(metrics, "read", options.poolSizes?.read ?? 1);
   const cancellation = (signal?: AbortSignal): Cancellation | undefined =>
     signal && { signal, cancelInFlight: options.cancelInFlight ?? true };
   // Validation runs inside the guard, so that bad input surfaces where the caller awaits. A
@@ -83,13 +94,14 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   }
   // A batch is never larger than the largest single append may be.
   const batcher = createAppendBatcher({
-    run: (batch) => appendBatch(sql, batch),
+    run: (batch) => writes.run("append", () => appendBatch(sql, batch)),
+    metrics: metrics.appends,
     errorContext: errors,
     maxEvents: limits.maxAppendEvents,
     maxBytes: limits.maxAppendBytes,
     // Wake this process's subscribers at once; other servers hear the NOTIFY.
     onCommit: (last) => {
-      for (const w of watchers) w.onCommit(last);
+      for (const w of watchers) w.onCommit(last, "local");
     },
   });
   return {
@@ -101,47 +113,49 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
     readStream: (stream, opts, signal) =>
       guardIterable(() => {
         validateStreamName(stream);
-        return readStream(readSql, stream, opts, page, cancellation(signal));
+        return reads.pages("read_stream", readStream(readSql, stream, opts, page, cancellation(signal)));
       }, signal),
     readAll: (opts, signal) =>
       guardIterable(() => {
         validateFilter(opts.filter, limits);
-        return readAll(readSql, opts, page, cancellation(signal));
+        return reads.pages("read_all", readAll(readSql, opts, page, cancellation(signal)));
       }, signal),
-    listStreams: (opts) => guard(() => listStreams(sql, opts)),
+    listStreams: (opts) => guard(() => writes.run("list_streams", () => listStreams(sql, opts))),
     getStream: (stream) =>
       guard(() => {
         validateStreamName(stream);
-        return getStream(sql, stream);
+        return writes.run("get_stream", () => getStream(sql, stream));
       }),
     deleteStream: (stream, expected, mode) =>
       guard(() => {
         validateStreamName(stream);
-        return deleteStream(sql, stream, expected, mode);
+        return writes.run("delete_stream", () => deleteStream(sql, stream, expected, mode));
       }),
     readAfter: (selection, after, limit, signal) =>
       guard(() => {
         validateFilter(selection.filter, limits);
-        return readAfter(readSql, selection, after, limit, page, cancellation(signal));
+        return reads.run("read_after", () => readAfter(readSql, selection, after, limit, page, cancellation(signal)));
       }, signal),
-    head: () => guard(async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position),
+    head: () => guard(() => writes.run("head", async () => (await sql<{ position: bigint }[]>`select position from eventstore.log`)[0].position)),
     positionOf: (stream, revision) =>
-      guard(async () => {
-        const [row] = await sql<{ position: bigint }[]>`
-          select position from eventstore.events where stream = ${stream} and revision = ${revision}`;
-        return row?.position;
-      }),
-    resolveLinks: (events) => guard(() => resolveLinks(sql, events)),
+      guard(() =>
+        writes.run("position_of", async () => {
+          const [row] = await sql<{ position: bigint }[]>`
+            select position from eventstore.events where stream = ${stream} and revision = ${revision}`;
+          return row?.position;
+        }),
+      ),
+    resolveLinks: (events) => guard(() => writes.run("resolve_links", () => resolveLinks(sql, events))),
     projections: createPostgresProjectionStore(sql, limits, errors),
     commitCheckpoint: (name, position) =>
       guard(() => {
         validateSubscriptionName(name);
-        return commitCheckpoint(sql, name, position);
+        return writes.run("commit_checkpoint", () => commitCheckpoint(sql, name, position));
       }),
     getCheckpoint: (name) =>
       guard(() => {
         validateSubscriptionName(name);
-        return getCheckpoint(sql, name);
+        return writes.run("get_checkpoint", () => getCheckpoint(sql, name));
       }),
     watch: (watcher) =>
       guard(async () => {
@@ -155,12 +169,14 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
           sql,
           probeIntervalMs: options.listenProbeIntervalMs ?? 10_000,
           onWarning: (message, fields) => options.log?.warn(message, fields),
+          metrics,
         });
         return async () => {
           watchers.delete(watcher);
           await stop();
         };
       }),
+    consumerLag: (limit) => guard(() => reads.run("consumer_lag", () => consumerLag(readSql, limit))),
     ping: () => guard(async () => void (await sql`select 1`)),
     close: async () => {
       // By now the server has let in-flight calls finish; a connection still open after a

@@ -83,6 +83,11 @@ export function toEventStoreError(e: unknown, context: ErrorContext = {}): Event
   return new EventStoreError("INTERNAL", "Internal error", {}, { cause: e });
 }
 
+/** Whether the database ended a statement for running past the statement timeout. */
+export function isStatementTimeout(e: unknown): boolean {
+  return toEventStoreError(e).kind === "STATEMENT_TIMEOUT";
+}
+
 /** The request cost more database time than one statement may take; nothing of it was written. */
 function statementTimeout(ms: number | undefined, cause: unknown) {
   const limit = ms === undefined ? "the statement timeout" : `the statement timeout of ${ms} ms`;

@@ -1,0 +1,60 @@
+import type { Metrics } from "../../metrics";
+import { isStatementTimeout } from "./database-error";
+
+/**
+ * Counts the store's operations on one pool while they are in the database: a connection is
+ * held by each while it runs, and those past the pool's size wait for one (postgres.js queues
+ * them, or pipelines them behind a busy connection's statement). postgres.js keeps its
+ * connections' states to itself, so the figures are the store's: an operation that holds one
+ * connection at a time, timed from when it asks to when it has its rows (a read's wait for a
+ * scan slot included), and a read counted page by page, not while its caller holds the pages.
+ */
+export interface PoolMeter {
+  run<T>(operation: string, work: () => Promise<T>): Promise<T>;
+  /** `source`, with each page's pull counted as one operation. */
+  pages<T>(operation: string, source: AsyncIterable<T>): AsyncGenerator<T>;
+}
+
+export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: number): PoolMeter {
+  let inFlight = 0;
+  metrics.db.poolSize.set({ pool }, size);
+  const inUse = metrics.db.inUse.labels({ pool });
+  const waiting = metrics.db.waiting.labels({ pool });
+  const durations = new Map<string, ReturnType<Metrics["db"]["operationDuration"]["labels"]>>();
+  const show = () => {
+    inUse.set(Math.min(inFlight, size));
+    waiting.set(Math.max(0, inFlight - size));
+  };
+  async function run<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    let duration = durations.get(operation);
+    if (!duration) durations.set(operation, (duration = metrics.db.operationDuration.labels({ operation })));
+    const start = performance.now();
+    inFlight++;
+    show();
+    try {
+      return await work();
+    } catch (e) {
+      if (isStatementTimeout(e)) metrics.db.statementTimeouts.inc();
+      throw e;
+    } finally {
+      inFlight--;
+      show();
+      duration.observe((performance.now() - start) / 1000);
+    }
+  }
+  return {
+    run,
+    async *pages(operation, source) {
+      const iterator = source[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const next = await run(operation, () => iterator.next());
+          if (next.done) return;
+          yield next.value;
+        }
+      } finally {
+        await iterator.return?.();
+      }
+    },
+  };
+}

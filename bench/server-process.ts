@@ -24,7 +24,7 @@ export interface ServerProcessOptions {
 /**
  * The built server (dist/src/server/main.js) as a process of its own, so that it does not share
  * an event loop with the benchmark's clients. Its port is the one it reports in its "ready" log
- * line; what it logs after that (and any warning before) is passed on to our stderr.
+ * line; the warnings and errors it logs are passed on to our stderr.
  */
 /** Node's flags for the server, as `npm start` and the Dockerfile run it. */
 const SERVER_NODE_ARGS = ["--max-semi-space-size=32"];
@@ -37,7 +37,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
       HOST: "127.0.0.1",
       PORT: "0",
       DATABASE_URL: options.databaseUrl,
-      // "ready" is an info line; the server logs nothing per call at info.
+      // "ready" is an info line; so is each call's, as in production (LOG_LEVEL=warn drops them).
       LOG_LEVEL: "info",
       ...options.env,
     },
@@ -85,6 +85,8 @@ function waitForReady(child: ChildProcess, timeoutMs: number, state: { stopping:
     child.once("exit", onExit);
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
+      // A call's line, one per call at info: read and dropped without parsing.
+      if (ready && line.startsWith(CALL_LINE_START) && line.includes(CALL_LINE)) return;
       let entry: { msg?: string; level?: string; port?: number } = {};
       try {
         entry = JSON.parse(line);
@@ -96,7 +98,7 @@ function waitForReady(child: ChildProcess, timeoutMs: number, state: { stopping:
         clearTimeout(timer);
         child.off("exit", onExit);
         resolve(entry.port);
-      } else if ((ready && !state.stopping) || (!ready && entry.level !== "info")) {
+      } else if ((ready && !state.stopping && entry.level !== "info") || (!ready && entry.level !== "info")) {
         process.stderr.write(`[server] ${line}\n`);
       }
     });
@@ -111,6 +113,9 @@ function readRssMb(pid: number): number {
     return Number.NaN;
   }
 }
+
+const CALL_LINE_START = '{"time":';
+const CALL_LINE = '"level":"info","msg":"call"';
 
 /** utime + stime of /proc/PID/stat, in clock ticks of 1/100 s (USER_HZ on Linux). */
 export function readCpuSeconds(pid: number): number {

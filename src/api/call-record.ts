@@ -9,6 +9,17 @@ export interface CallRecord {
   code?: Code;
   /** Response messages sent. */
   messages: number;
+  /** Who called, once authenticated. */
+  principal?: string;
+  /** Events the call wrote or sent, and the bytes of their data (written). */
+  events?: number;
+  bytes?: number;
+}
+
+/** Adds `events` (and their data's `bytes`) to the call's record. */
+export function countEvents(record: CallRecord, events: number, bytes?: number): void {
+  record.events = (record.events ?? 0) + events;
+  if (bytes !== undefined) record.bytes = (record.bytes ?? 0) + bytes;
 }
 
 /** The call's record; a fresh one (counted nowhere) where the server keeps none. */

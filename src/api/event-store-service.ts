@@ -11,6 +11,7 @@ import {
   type Logger,
   type Principal,
   type RecordedEvent,
+  type StreamAppend,
   type Target,
 } from "../domain";
 import type { EventStore } from "../store";
@@ -18,6 +19,7 @@ import { callEnded, toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
 import { decodePageToken, encodePageToken, toPageSize } from "./page-token";
 import type { createSubscribeHandler } from "./subscribe-handler";
+import { CALL_RECORD, countEvents } from "./call-record";
 import { fromAppendResult, fromStreamInfo } from "./domain-to-proto";
 import { DEFAULT_MESSAGE_BYTES, eventMessages, eventWire } from "./event-messages";
 import { toDirection, toExpectedRevision, toFilter, toJsonEncoding, toLimit, toStartNumber, toStoredNumber, toStreamAppend } from "./proto-to-domain";
@@ -59,8 +61,10 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
     const signal = AbortSignal.any([ctx.signal, shutdown]);
     const wire = eventWire(ctx, asJson);
     try {
+      const record = ctx.values.get(CALL_RECORD);
       for await (const page of pages(signal)) {
         yield* eventMessages(schema, page, wire, messageBytes);
+        countEvents(record, page.length);
         if (shutdown.aborted) break;
       }
     } catch (e) {
@@ -91,6 +95,12 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
     return client.signal;
   }
 
+  /** The call's events and their data's bytes, for its log line. */
+  function countWritten(ctx: HandlerContext, appends: StreamAppend[]): void {
+    const record = ctx.values.get(CALL_RECORD);
+    for (const a of appends) countEvents(record, a.events.length, a.events.reduce((n, e) => n + e.data.byteLength, 0));
+  }
+
   router.service(EventStoreService, {
     append: (req, ctx) =>
       unary(async () => {
@@ -98,6 +108,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         const append = toStreamAppend(req);
         validateAppends([append], limits, false);
         const [result] = await store.append([append], clientSignal(ctx));
+        countWritten(ctx, [append]);
         return fromAppendResult(result);
       }),
 
@@ -109,6 +120,7 @@ export function registerEventStoreService(router: ConnectRouter, options: EventS
         const appends = req.appends.map((a, i) => toStreamAppend(a, `appends[${i}].`));
         validateAppends(appends, limits, true);
         const results = await store.append(appends, clientSignal(ctx));
+        countWritten(ctx, appends);
         return { results: results.map(fromAppendResult) };
       }),
 

@@ -21,6 +21,7 @@ import {
 } from "../domain";
 import { createMetrics, type Metrics } from "../metrics";
 import { subscribe, type StartFrom, type SubscriptionMessage, type SubscriptionRequest, type SubscriptionSettings } from "../subscriptions";
+import { CALL_RECORD, countEvents } from "./call-record";
 import { callEnded, toConnectError } from "./connect-error";
 import type { Guard } from "./guard";
 import type { SubscriptionLimits } from "./subscription-limits";
@@ -105,6 +106,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
     const signal = AbortSignal.any([ctx.signal, shutdown]);
     const counted = kinds[request.selection.filter.group ? 2 : request.name !== undefined ? 1 : 0];
     counted.open.inc();
+    const record = ctx.values.get(CALL_RECORD);
     try {
       const wire = eventWire(ctx, asJson);
       for await (const m of subscribe(options.settings, request, signal)) {
@@ -121,6 +123,7 @@ export function createSubscribeHandler(options: SubscribeOptions) {
           yield create(SubscribeResponseSchema, { message: { case: "events", value: batch } });
         }
         counted.delivered.inc(events.length);
+        countEvents(record, events.length);
       }
     } catch (e) {
       if (ctx.signal.aborted) throw callEnded(ctx.signal);

@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import type { Http2ServerResponse } from "node:http2";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { ConnectError, createContextValues, type Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { CALL_RECORD, type CallRecord } from "../api/call-record";
+import type { Logger } from "../domain";
 import type { Metrics } from "../metrics";
 import type { RequestHandler } from "./listen";
 
@@ -11,11 +13,23 @@ type Headers = Record<string, string | string[] | number | undefined>;
 /** unary, server_streaming, ... */
 export type MethodKind = DescMethod["methodKind"];
 
+export interface CallObserverOptions {
+  /** Calls and their codes, time and messages. */
+  metrics: Metrics;
+  /** The services' methods by path, once they are registered. */
+  methods: () => ReadonlyMap<string, MethodKind>;
+  /** One line per call: info, or warn for a unary call slower than `slowCallMs` (0: never). */
+  log: Logger;
+  slowCallMs: number;
+}
+
 export interface CallObserver {
   /** Counts every call `handler` serves: by method and code, its time and its messages. */
   wrap(handler: RequestHandler): RequestHandler;
   /** The context values of a call that carry its record (given on to `values`). */
   contextValues(req: Request, values?: ContextValues): ContextValues;
+  /** The record of a call `wrap` serves. */
+  recordOf(req: Request): CallRecord | undefined;
   /** Records the code of a Connect implementation's error and counts its streamed messages. */
   interceptor: Interceptor;
 }
@@ -26,14 +40,21 @@ export interface CallObserver {
  * read here as it is written; the Connect protocol and gRPC-Web say it in the body, so for
  * those the interceptor records the error Connect was given. Methods are the services' paths;
  * any other path counts as "unknown", so that no client can make labels without end.
+ *
+ * Each call gets a request id, the client's `x-request-id` if it is a sane one, else a new
+ * UUID, sent back in the response headers; it and a W3C `traceparent`'s trace id go into the
+ * call's log line, which never holds a payload.
  */
-export function createCallObserver(metrics: Metrics, methods: () => ReadonlyMap<string, MethodKind>): CallObserver {
+export function createCallObserver(options: CallObserverOptions): CallObserver {
+  const { metrics, methods, log, slowCallMs } = options;
   const records = new WeakMap<Request, CallRecord>();
   return {
     wrap: (handler) => (req, res) => {
       const start = performance.now();
       const record: CallRecord = { messages: 0 };
       records.set(req, record);
+      const requestId = requestIdOf(req.headers["x-request-id"]);
+      res.setHeader("x-request-id", requestId);
       let grpcStatus: string | undefined;
       const writeHead = res.writeHead;
       const addTrailers = res.addTrailers;
@@ -55,9 +76,23 @@ export function createCallObserver(metrics: Metrics, methods: () => ReadonlyMap<
           : !finished(res) ? "CANCELLED"
           : httpCode(res.statusCode);
         const messages = record.messages || (code === "OK" && kind === "unary" ? 1 : 0);
+        const ms = performance.now() - start;
         metrics.rpc.calls.inc({ method, code });
-        metrics.rpc.duration.observe({ method, code }, (performance.now() - start) / 1000);
+        metrics.rpc.duration.observe({ method, code }, ms / 1000);
         if (messages > 0) metrics.rpc.messagesSent.inc({ method }, messages);
+        const slow = slowCallMs > 0 && kind === "unary" && ms > slowCallMs;
+        (slow ? log.warn : log.info)(slow ? "slow call" : "call", {
+          method: method === "unknown" ? path.slice(0, 200) : method,
+          code,
+          ms: Math.round(ms * 10) / 10,
+          requestId,
+          ...traceOf(req.headers.traceparent),
+          ...(record.principal !== undefined ? { principal: record.principal } : {}),
+          messages,
+          ...(record.events !== undefined ? { events: record.events } : {}),
+          ...(record.bytes !== undefined ? { bytes: record.bytes } : {}),
+          protocol: protocolOf(req),
+        });
       });
       handler(req, res);
     },
@@ -65,6 +100,7 @@ export function createCallObserver(metrics: Metrics, methods: () => ReadonlyMap<
       const record = records.get(req);
       return record ? values.set(CALL_RECORD, record) : values;
     },
+    recordOf: (req) => records.get(req),
     interceptor: (next) => async (req) => {
       const record = req.contextValues.get(CALL_RECORD);
       try {
@@ -90,6 +126,25 @@ async function* counted<T>(messages: AsyncIterable<T>, record: CallRecord): Asyn
     record.code = ConnectError.from(e).code;
     throw e;
   }
+}
+
+/** A client's request id, if it is 1 to 128 visible ASCII characters; else a new one. */
+function requestIdOf(header: string | string[] | undefined): string {
+  return typeof header === "string" && /^[\x21-\x7e]{1,128}$/.test(header) ? header : randomUUID();
+}
+
+/** The trace and parent span of a W3C traceparent (version 00), if it is well formed. */
+function traceOf(header: string | string[] | undefined): { traceId?: string; spanId?: string } {
+  if (typeof header !== "string") return {};
+  const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(header.trim());
+  if (!match || /^0+$/.test(match[1]) || /^0+$/.test(match[2])) return {};
+  return { traceId: match[1], spanId: match[2] };
+}
+
+function protocolOf(req: Request): string {
+  const type = req.headers["content-type"] ?? "";
+  const kind = type.startsWith("application/grpc-web") ? "grpc-web" : type.startsWith("application/grpc") ? "grpc" : "connect";
+  return `${kind} http/${req.httpVersion}`;
 }
 
 function statusOf(headers: Headers): string | undefined {

@@ -45,6 +45,9 @@ export interface Config {
   /** Health answers NOT_SERVING while the event loop runs later than this; 0: never. */
   maxEventLoopLagMs: number;
   metrics: MetricsSettings;
+  /** A unary call, or a store operation in the database, slower than this is logged at warn; 0: never. */
+  slowCallMs: number;
+  slowQueryMs: number;
 }
 
 export interface MetricsSettings {
@@ -136,6 +139,8 @@ const SETTINGS = {
   "max-request-bytes": { env: "MAX_REQUEST_BYTES", default: String(4 * 1024 * 1024), help: "most bytes in one request message other than an append (appends: --max-append-bytes, with room for JSON); larger is refused from its length with RESOURCE_EXHAUSTED" },
   "max-subscriptions": { env: "MAX_SUBSCRIPTIONS", default: "2000", help: "most open subscriptions on this server" },
   "max-subscriptions-per-principal": { env: "MAX_SUBSCRIPTIONS_PER_PRINCIPAL", default: "1000", help: "most open subscriptions of one principal (anonymous callers share one)" },
+  "slow-call-ms": { env: "SLOW_CALL_MS", default: "1000", help: "log a unary call that takes longer at warn, not info (0: never)" },
+  "slow-query-ms": { env: "SLOW_QUERY_MS", default: "1000", help: "log a store operation that takes longer in the database at warn (0: never)" },
   "metrics-port": { env: "METRICS_PORT", default: "", help: "serve Prometheus metrics at GET /metrics on this port (empty: off; 0: any free port)" },
   "metrics-host": { env: "METRICS_HOST", default: "127.0.0.1", help: "address of the metrics port (no authentication there: keep it private)" },
   "metrics-max-consumers": { env: "METRICS_MAX_CONSUMERS", default: "1000", help: "most durable subscriptions, and most projections, whose lag one scrape reports (by name)" },
@@ -273,6 +278,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     maxSubscriptions: int("max-subscriptions", 1),
     maxSubscriptionsPerPrincipal: int("max-subscriptions-per-principal", 1),
     maxEventLoopLagMs: int("max-event-loop-lag-ms", 0),
+    slowCallMs: int("slow-call-ms", 0),
+    slowQueryMs: int("slow-query-ms", 0),
     metrics: {
       host: get("metrics-host"),
       port: get("metrics-port") === "" ? undefined : int("metrics-port", 0, 65535),

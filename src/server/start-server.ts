@@ -17,6 +17,7 @@ import { readDocumentedDescriptors } from "../api/documented-descriptors";
 import { registerReflectionService } from "../api/reflection-service";
 import { createSubscribeHandler } from "../api/subscribe-handler";
 import { createSubscriptionLimits } from "../api/subscription-limits";
+import type { CallRecord } from "../api/call-record";
 import { CALLER, createGuard } from "../api/guard";
 import { toConnectError } from "../api/connect-error";
 import { createLiveFeed } from "../subscriptions";
@@ -76,8 +77,8 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   const health = createHealthState();
   const guard = createGuard({ policy: access && (() => access.policy()), audit: (action, fields) => log.info("audit", { action, ...fields }) });
   let methods: ReadonlyMap<string, MethodKind> = new Map();
-  const observer = createCallObserver(metrics, () => methods);
-  const contextValues = (req: Parameters<RequestHandler>[0]) => observer.contextValues(req, access ? callerValues(access, req) : undefined);
+  const observer = createCallObserver({ metrics, methods: () => methods, log, slowCallMs: config.slowCallMs });
+  const contextValues = (req: Parameters<RequestHandler>[0]) => observer.contextValues(req, access ? callerValues(access, req, observer.recordOf(req)) : undefined);
   metrics.sources.consumerLag = () => store.consumerLag(config.metrics.maxConsumers);
   const feed = createLiveFeed({ store, log, pollIntervalMs: config.subscriptions.pollIntervalMs, pageSize: 1000, metrics });
   await feed.start();
@@ -238,9 +239,14 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
 }
 
 /** The caller of a request, authenticated on first use: a call that needs no permission costs nothing. */
-function callerValues(access: AccessControl, req: Parameters<RequestHandler>[0]): ContextValues {
+function callerValues(access: AccessControl, req: Parameters<RequestHandler>[0], record?: CallRecord): ContextValues {
   let principal: ReturnType<AccessControl["authenticate"]> | undefined;
-  return createContextValues().set(CALLER, () => (principal ??= access.authenticate(credentialsOf(req))));
+  return createContextValues().set(CALLER, () =>
+    (principal ??= access.authenticate(credentialsOf(req)).then((p) => {
+      if (record) record.principal = p.name;
+      return p;
+    })),
+  );
 }
 
 function credentialsOf(req: Parameters<RequestHandler>[0]): Credentials {
@@ -287,6 +293,7 @@ async function openStoreWhenReady(config: Config, log: Logger, metrics: Metrics,
         scanWindow: config.scanWindow,
         maxConcurrentScans: config.maxConcurrentScans,
         metrics,
+        slowQueryMs: config.slowQueryMs,
       });
     } catch (e) {
       // A locked data directory will not free itself by waiting.

@@ -31,6 +31,8 @@ export interface OpenStoreOptions {
   maxConcurrentScans?: number;
   /** Where the store counts its work (the server's registry). */
   metrics?: Metrics;
+  /** A store operation that takes longer in the database is logged at warn; 0: never. */
+  slowQueryMs?: number;
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
@@ -74,6 +76,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
       statementTimeoutMs,
       metrics: options.metrics,
       poolSizes: { write: writes, read: reads },
+      slowQueryMs: options.slowQueryMs,
     });
   }
   // PGlite takes statement_timeout and ignores it (no timer can interrupt WebAssembly on this
@@ -98,6 +101,7 @@ export async function openStore(options: OpenStoreOptions): Promise<EventStore> 
     cancelInFlight: false,
     metrics: options.metrics,
     poolSizes: { write: 1, read: 1 },
+    slowQueryMs: options.slowQueryMs,
   });
 }
 

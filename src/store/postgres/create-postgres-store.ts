@@ -60,6 +60,8 @@ export interface PostgresStoreOptions {
   metrics?: Metrics;
   /** The pools' connections, for the metrics (`sql`, `readSql`). */
   poolSizes?: { write: number; read: number };
+  /** An operation that takes longer in the database is logged at warn; 0 or unset: never. */
+  slowQueryMs?: number;
 }
 
 const DEFAULT_PAGE: PageSettings = { pageBytes: 4 * 1024 * 1024, maxPageRows: 1000 };
@@ -77,9 +79,10 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const errors = { statementTimeoutMs: options.statementTimeoutMs || undefined };
   const guard = <T>(work: () => T | Promise<T>, signal?: AbortSignal) => guardWith(work, { ...errors, signal });
   const metrics = options.metrics ?? createMetrics();
-  const writes = createPoolMeter(metrics, "write", options.poolSizes?.write ?? 1);
+  const slow = { log: options.log, slowMs: options.slowQueryMs ?? 0 };
+  const writes = createPoolMeter(metrics, "write", options.poolSizes?.write ?? 1, slow);
   // One pool (PGlite's single connection): both kinds of operation count against it.
-  const reads = readSql === sql ? writes : createPoolMeter(metrics, "read", options.poolSizes?.read ?? 1);
+  const reads = readSql === sql ? writes : createPoolMeter(metrics, "read", options.poolSizes?.read ?? 1, slow);
   const cancellation = (signal?: AbortSignal): Cancellation | undefined =>
     signal && { signal, cancelInFlight: options.cancelInFlight ?? true };
   // Validation runs inside the guard, so that bad input surfaces where the caller awaits. A

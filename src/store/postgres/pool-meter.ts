@@ -1,3 +1,4 @@
+import type { Logger } from "../../domain";
 import type { Metrics } from "../../metrics";
 import { isStatementTimeout } from "./database-error";
 
@@ -15,7 +16,13 @@ export interface PoolMeter {
   pages<T>(operation: string, source: AsyncIterable<T>): AsyncGenerator<T>;
 }
 
-export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: number): PoolMeter {
+/** Operations slower than `slowMs` (0: none) are logged at warn. */
+export interface SlowOperations {
+  log?: Logger;
+  slowMs: number;
+}
+
+export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: number, slow: SlowOperations = { slowMs: 0 }): PoolMeter {
   let inFlight = 0;
   metrics.db.poolSize.set({ pool }, size);
   const inUse = metrics.db.inUse.labels({ pool });
@@ -39,7 +46,9 @@ export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: 
     } finally {
       inFlight--;
       show();
-      duration.observe((performance.now() - start) / 1000);
+      const ms = performance.now() - start;
+      duration.observe(ms / 1000);
+      if (slow.slowMs > 0 && ms > slow.slowMs) slow.log?.warn("slow database operation", { operation, pool, ms: Math.round(ms), slowQueryMs: slow.slowMs });
     }
   }
   return {

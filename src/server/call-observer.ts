@@ -48,6 +48,14 @@ export interface CallObserver {
 export function createCallObserver(options: CallObserverOptions): CallObserver {
   const { metrics, methods, log, slowCallMs } = options;
   const records = new WeakMap<Request, CallRecord>();
+  // Each (method, code)'s children, so that a call's counts need no label hashing.
+  const children = new Map<string, { calls: { inc(n?: number): void }; duration: { observe(v: number): void } }>();
+  const countsOf = (method: string, code: string) => {
+    const key = `${method} ${code}`;
+    let c = children.get(key);
+    if (!c) children.set(key, (c = { calls: metrics.rpc.calls.labels({ method, code }), duration: metrics.rpc.duration.labels({ method, code }) }));
+    return c;
+  };
   return {
     wrap: (handler) => (req, res) => {
       const start = performance.now();
@@ -77,8 +85,9 @@ export function createCallObserver(options: CallObserverOptions): CallObserver {
           : httpCode(res.statusCode);
         const messages = record.messages || (code === "OK" && kind === "unary" ? 1 : 0);
         const ms = performance.now() - start;
-        metrics.rpc.calls.inc({ method, code });
-        metrics.rpc.duration.observe({ method, code }, ms / 1000);
+        const counts = countsOf(method, code);
+        counts.calls.inc();
+        counts.duration.observe(ms / 1000);
         if (messages > 0) metrics.rpc.messagesSent.inc({ method }, messages);
         const slow = slowCallMs > 0 && kind === "unary" && ms > slowCallMs;
         (slow ? log.warn : log.info)(slow ? "slow call" : "call", {

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { createHash, randomBytes } from "node:crypto";
+import { isCliCommand, runCli } from "../cli/run-cli";
 import { openStore } from "../store";
 import { ConfigError, loadConfig, usage } from "./config";
 import { createLogger } from "./logger";
 import { startServer, StartCancelled } from "./start-server";
 
 async function main(): Promise<number> {
+  if (isCliCommand(process.argv[2])) return runCli(process.argv.slice(2), process.env);
   let config;
   try {
     config = loadConfig(process.argv.slice(2), process.env);

@@ -6,11 +6,12 @@ import { CliError, connectTo, DEFAULT_SERVER } from "./connection";
 import { EXPORT_USAGE, exportCommand } from "./export-command";
 import { IMPORT_USAGE, importCommand } from "./import-command";
 import { processOutput, type Output } from "./output";
+import { PROJECTIONS_USAGE, projectionsCommand } from "./projections-command";
 import { STREAMS_USAGE, streamsCommand } from "./streams-command";
 import { TAIL_USAGE, tailCommand } from "./tail-command";
 
 /** The admin commands: each talks to a running server over gRPC, as any client would. */
-export const CLI_COMMANDS = ["streams", "append", "tail", "export", "import"] as const;
+export const CLI_COMMANDS = ["streams", "projections", "append", "tail", "export", "import"] as const;
 
 const CONNECTION_USAGE = `
 Every command reaches a server with:
@@ -21,6 +22,7 @@ Every command reaches a server with:
 
 const USAGES: Record<(typeof CLI_COMMANDS)[number], string> = {
   streams: STREAMS_USAGE,
+  projections: PROJECTIONS_USAGE,
   append: APPEND_USAGE,
   tail: TAIL_USAGE,
   export: EXPORT_USAGE,
@@ -54,6 +56,7 @@ const FLAGS = {
 /** Which flags each command takes, besides the connection's and --help. */
 const ACCEPTS: Record<(typeof CLI_COMMANDS)[number], (keyof typeof FLAGS)[]> = {
   streams: ["json", "prefix", "include-deleted", "expected-revision"],
+  projections: ["json", "prefix"],
   append: ["type", "data", "data-file", "content-type", "metadata", "id", "expected-revision", "expected"],
   tail: ["category", "prefix", "type", "from", "count", "json"],
   export: ["output", "from-position", "category", "prefix"],
@@ -89,6 +92,12 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, output: Out
         const [action = "", stream, ...rest] = positionals;
         noMore(rest);
         await streamsCommand(connection, { action, stream, prefix: values.prefix ?? "", includeDeleted: values["include-deleted"] ?? false, expectedRevision: number("expected-revision", values["expected-revision"]), json: values.json ?? false }, output);
+        break;
+      }
+      case "projections": {
+        const [action = "", name, ...rest] = positionals;
+        noMore(rest);
+        await projectionsCommand(connection, { action, name, prefix: values.prefix ?? "", json: values.json ?? false }, output);
         break;
       }
       case "append": {

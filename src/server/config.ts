@@ -177,6 +177,7 @@ export function usage(): string {
     "",
     "Admin commands (talk to a running server; --help on each):",
     "  streams    ls, info, delete, tombstone",
+    "  projections ls, info, stop, reset, delete",
     "  append     append one event",
     "  tail       a live view of a stream, a category or the log",
     "  export     the log as NDJSON",

@@ -90,6 +90,21 @@ test("streams ls, info, delete and tombstone", async () => {
   expect(refused.stderr).toContain("STREAM_TOMBSTONED");
 });
 
+test("projections ls, info, stop, reset and delete set what the runner obeys; stop asks only a running one", async () => {
+  await server.store.projections.create({ name: "balances", initialState: new TextEncoder().encode("{}"), stateContentType: "application/json", status: "running" });
+  expect(lines((await cli(["projections", "ls", ...on(server)])).stdout)).toEqual(["balances\trunning\tposition 0\tversion 1"]);
+  expect(JSON.parse((await cli(["projections", "stop", "balances", ...on(server)])).stdout)).toMatchObject({ name: "balances", status: "PROJECTION_STATUS_STOPPING" });
+  const again = await cli(["projections", "stop", "balances", ...on(server)]);
+  expect(again.code).toBe(1);
+  expect(again.stderr).toContain("WRONG_EXPECTED_STATUS");
+  expect(JSON.parse((await cli(["projections", "reset", "balances", ...on(server)])).stdout)).toMatchObject({ status: "PROJECTION_STATUS_RESETTING" });
+  expect(JSON.parse((await cli(["projections", "info", "balances", ...on(server)])).stdout)).toMatchObject({ name: "balances", status: "PROJECTION_STATUS_RESETTING", stateContentType: "application/json" });
+  expect(JSON.parse((await cli(["projections", "delete", "balances", ...on(server)])).stdout)).toMatchObject({ status: "PROJECTION_STATUS_DELETING" });
+  const missing = await cli(["projections", "info", "nope", ...on(server)]);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain("[not_found]");
+});
+
 test("tail: events as they are appended, one line each, without colour off a terminal; --json lines are proto JSON", async () => {
   const child = spawn(process.execPath, [MAIN, "tail", "--category", "live", "--count", "2", ...on(server)], { env: withoutSettings(), stdio: ["ignore", "pipe", "pipe"] });
   const seen: string[] = [];
@@ -139,7 +154,7 @@ test("the token flag or EVENTSTORE_TOKEN authenticates; without one the server's
 });
 
 test("--help on each command, and usage mistakes exit 2 with the command's usage", async () => {
-  for (const command of ["streams", "append", "tail", "export", "import"]) {
+  for (const command of ["streams", "projections", "append", "tail", "export", "import"]) {
     const help = await cli([command, "--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(new RegExp(`^Usage: eventstore ${command}`));

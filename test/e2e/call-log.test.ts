@@ -128,10 +128,11 @@ test("a unary call past --slow-call-ms is logged at warn, and so is a database o
   }
   const [line] = await until(() => calls(slowLines, "slow-1").length === 1 && calls(slowLines, "slow-1"), "the slow call's line");
   expect(line).toMatchObject({ level: "warn", msg: "slow call", fields: { method: APPEND, code: "OK" } });
-  expect(line.fields.ms as number).toBeGreaterThanOrEqual(400);
+  // The lock is held 400 ms from when the call was sent: the server counts from a little later.
+  expect(line.fields.ms as number).toBeGreaterThanOrEqual(300);
   const query = slowLines.find((l) => l.msg === "slow database operation" && l.fields.operation === "append");
   expect(query).toMatchObject({ level: "warn", fields: { operation: "append", pool: "write", slowQueryMs: 150 } });
-  expect(query!.fields.ms as number).toBeGreaterThanOrEqual(350);
+  expect(query!.fields.ms as number).toBeGreaterThanOrEqual(250);
   // A fast call on the same server stays at info.
   await slowClient.getStream({ stream: "acct-2" }, { headers: { "x-request-id": "fast-1" } });
   const [fast] = await until(() => calls(slowLines, "fast-1").length === 1 && calls(slowLines, "fast-1"), "the fast call's line");

@@ -34,7 +34,7 @@ export async function appendCommand(c: Connection, args: AppendArgs, output: Out
   if (!args.type) throw new CliError("--type is required");
   if (args.data !== undefined && args.dataFile !== undefined) throw new CliError("--data and --data-file exclude each other");
   if (args.expected !== undefined && args.expectedRevision !== undefined) throw new CliError("--expected and --expected-revision exclude each other");
-  if (args.expected !== undefined && !(args.expected in STATES)) throw new CliError(`--expected must be no-stream, exists or any, got ${args.expected}`);
+  if (args.expected !== undefined && !Object.hasOwn(STATES, args.expected)) throw new CliError(`--expected must be no-stream, exists or any, got ${args.expected}`);
   const data = args.dataFile !== undefined ? readFileSync(args.dataFile === "-" ? 0 : args.dataFile) : new TextEncoder().encode(args.data ?? "");
   let metadata: JsonObject | undefined;
   if (args.metadata !== undefined) {

@@ -9,6 +9,8 @@ export interface ConnectionFlags {
   server: string;
   ca?: string;
   token?: string;
+  /** Send the token over plain http:// to a host other than this machine. */
+  plaintextToken?: boolean;
 }
 
 export interface Connection {
@@ -20,8 +22,17 @@ export const DEFAULT_SERVER = "http://127.0.0.1:50051";
 
 /** gRPC over HTTP/2 (h2c for http://, TLS for https://), the token sent on every call. */
 export function connectTo(flags: ConnectionFlags): Connection {
-  const url = new URL(flags.server);
+  let url: URL;
+  try {
+    url = new URL(flags.server);
+  } catch {
+    throw new CliError(`--server must be an http:// or https:// URL, got ${JSON.stringify(flags.server)}`);
+  }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError(`--server must be an http:// or https:// URL, got ${flags.server}`);
+  const loopback = ["localhost", "[::1]"].includes(url.hostname) || /^127\./.test(url.hostname);
+  if (flags.token && url.protocol === "http:" && !loopback && !flags.plaintextToken) {
+    throw new CliError(`the token would cross the network in clear text to ${url.host}: use https:// (and --ca), or pass --plaintext-token`);
+  }
   if (flags.ca && url.protocol !== "https:") throw new CliError("--ca is for an https:// server");
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${flags.token}`);

@@ -1,7 +1,7 @@
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 import { Direction, RecordedEventSchema } from "../../gen/eventstore/v1/eventstore_pb";
-import type { Connection } from "./connection";
+import { CliError, type Connection } from "./connection";
 import { jsonLine, type Output } from "./output";
 import { createProgress } from "./progress";
 
@@ -16,6 +16,17 @@ position written: an export that stopped resumes with --from-position after it.
   --category C | --prefix P   only these streams
 `;
 
+/** The output file, opened before anything is read: a path that cannot be written is a clear error. */
+async function openForWriting(path: string) {
+  const file = createWriteStream(path);
+  try {
+    await once(file, "open");
+  } catch (e) {
+    throw new CliError(`--output ${path}: ${(e as Error).message}`);
+  }
+  return file;
+}
+
 export interface ExportArgs {
   output?: string;
   fromPosition?: bigint;
@@ -28,7 +39,7 @@ export async function exportCommand(c: Connection, args: ExportArgs, output: Out
   // The head when the export starts: what the progress counts towards.
   let head = 0n;
   for await (const page of c.events.readAll({ direction: Direction.BACKWARDS, limit: 1n }, { signal })) head = page.events[0]?.position ?? head;
-  const file = args.output ? createWriteStream(args.output) : undefined;
+  const file = args.output ? await openForWriting(args.output) : undefined;
   const write = async (line: string) => {
     if (!file) return output.out(line);
     if (!file.write(line + "\n")) await once(file, "drain");

@@ -11,6 +11,12 @@ export interface Output {
   interactive: boolean;
 }
 
+// A reader that went away (`| head`) ends the command quietly, not with a stack trace.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 export const processOutput = (): Output => ({
   out: (line) => void process.stdout.write(line + "\n"),
   err: (text) => void process.stderr.write(text),
@@ -34,10 +40,15 @@ export function eventLine(e: RecordedEvent, colour: boolean): string {
   if (e.payload.case === "json") data = JSON.stringify(toJsonPayload(e));
   else if (e.payload.case === "data") {
     const text = new TextDecoder("utf-8", { fatal: false }).decode(e.payload.value);
-    data = /[\x00-\x08\x0e-\x1f]/.test(text) ? `<${e.payload.value.byteLength} bytes>` : text.replace(/\s+/g, " ");
+    data = /[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]/.test(text) ? `<${e.payload.value.byteLength} bytes>` : text.replace(/\s+/g, " ");
   }
   if (data.length > PREVIEW) data = data.slice(0, PREVIEW - 1) + "…";
-  return `${dim(String(e.position).padStart(8), colour)} ${cyan(`${e.stream}@${e.revision}`, colour)} ${bold(e.type, colour)} ${data}`;
+  return `${dim(String(e.position).padStart(8), colour)} ${cyan(`${visible(e.stream)}@${e.revision}`, colour)} ${bold(visible(e.type), colour)} ${visible(data)}`;
+}
+
+/** Control characters (C0, DEL, C1) as \u escapes: an event's text must not drive the terminal. */
+function visible(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 function toJsonPayload(e: RecordedEvent): unknown {

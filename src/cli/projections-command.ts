@@ -43,7 +43,7 @@ export async function projectionsCommand(c: Connection, args: ProjectionsArgs, o
     output.out(jsonLine(ProjectionSchema, projection!));
     return;
   }
-  const ask = ASKS[args.action];
+  const ask = Object.hasOwn(ASKS, args.action) ? ASKS[args.action] : undefined;
   if (!ask) throw new CliError(`unknown projections command: ${args.action || "(none)"}`);
   const { projection } = await c.projections.updateProjectionStatus({ name: args.name, status: ask.status, expectedStatus: ask.expected });
   output.out(jsonLine(ProjectionSchema, projection!));

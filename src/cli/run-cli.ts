@@ -17,7 +17,9 @@ const CONNECTION_USAGE = `
 Every command reaches a server with:
   --server URL   the server (EVENTSTORE_URL; default ${DEFAULT_SERVER}); https:// for TLS
   --ca FILE      the CA that signed an https:// server's certificate (EVENTSTORE_CA)
-  --token TOKEN  an API key or JWT, sent as authorization: Bearer (EVENTSTORE_TOKEN)
+  --token TOKEN  an API key or JWT, sent as authorization: Bearer (EVENTSTORE_TOKEN, which
+                 other users cannot see in the process list); refused over http:// to another
+                 host unless --plaintext-token
 `;
 
 const USAGES: Record<(typeof CLI_COMMANDS)[number], string> = {
@@ -33,6 +35,7 @@ const FLAGS = {
   server: { type: "string" },
   ca: { type: "string" },
   token: { type: "string" },
+  "plaintext-token": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   json: { type: "boolean" },
   prefix: { type: "string" },
@@ -72,10 +75,15 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, output: Out
   const command = argv[0];
   if (!isCliCommand(command)) throw new Error(`not an admin command: ${command}`);
   const usage = USAGES[command] + CONNECTION_USAGE;
+  // Ctrl-C ends a tail or an export cleanly (what was written stays whole); any other command
+  // is stopped by it at once, as by default.
   const stop = new AbortController();
   const onSignal = () => stop.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const stoppable = command === "tail" || command === "export";
+  if (stoppable) {
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  }
   try {
     const { values, positionals } = parseArgs({ args: argv.slice(1), options: FLAGS, allowPositionals: true });
     if (values.help) {
@@ -83,9 +91,14 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, output: Out
       return 0;
     }
     for (const flag of Object.keys(values)) {
-      if (!["server", "ca", "token", "help", ...ACCEPTS[command]].includes(flag)) throw new CliError(`${command} takes no --${flag}`);
+      if (!["server", "ca", "token", "plaintext-token", "help", ...ACCEPTS[command]].includes(flag)) throw new CliError(`${command} takes no --${flag}`);
     }
-    const connection = connectTo({ server: values.server ?? env.EVENTSTORE_URL ?? DEFAULT_SERVER, ca: values.ca ?? env.EVENTSTORE_CA, token: values.token ?? env.EVENTSTORE_TOKEN });
+    const connection = connectTo({
+      server: values.server ?? env.EVENTSTORE_URL ?? DEFAULT_SERVER,
+      ca: values.ca ?? env.EVENTSTORE_CA,
+      token: values.token ?? env.EVENTSTORE_TOKEN,
+      plaintextToken: values["plaintext-token"],
+    });
     const types = values.type ?? [];
     switch (command) {
       case "streams": {
@@ -121,6 +134,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, output: Out
         const [stream, ...rest] = positionals;
         noMore(rest);
         const count = number("count", values.count);
+        if (count === 0n) throw new CliError("--count must be at least 1");
         await tailCommand(connection, { stream, category: values.category, prefix: values.prefix, types, from: values.from ?? "end", count: count === undefined ? undefined : Number(count), json: values.json ?? false }, output, stop.signal);
         break;
       }

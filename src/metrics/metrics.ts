@@ -70,6 +70,8 @@ export interface ConsumerLag {
 export type WakeCause = "notify" | "local" | "poll" | "reconnect";
 
 export interface MetricsOptions {
+  /** Told when a scrape-time figure cannot be read (the other metrics are still served). */
+  onCollectError?: (what: string, error: unknown) => void;
   /** Node's process metrics too (heap, RSS, event-loop lag, ...): once per process is enough. */
   process?: boolean;
 }
@@ -85,8 +87,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // Both lag gauges come from one query a scrape: prom-client starts every metric's collect
   // before it awaits any, so the second finds the first's query in flight.
   let lag: Promise<ConsumerLag[]> | undefined;
+  // A failed query leaves the lag series out of this scrape, not every metric with them.
   const readLag = () => {
-    lag ??= (sources.consumerLag?.() ?? Promise.resolve([])).finally(() => (lag = undefined));
+    lag ??= (sources.consumerLag?.() ?? Promise.resolve([]))
+      .catch((e: unknown) => {
+        options.onCollectError?.("consumer lag", e);
+        return [];
+      })
+      .finally(() => (lag = undefined));
     return lag;
   };
   const registers = [registry];

@@ -65,7 +65,10 @@ export async function startServer(config: Config, log: Logger, cancel?: AbortSig
   // Before the database: a mistake in these files is found at once, not after a wait.
   const tls = config.tls ? readTls(config.tls) : undefined;
   const access = config.authFile ? loadAccessControl(config.authFile, log) : undefined;
-  const metrics = createMetrics({ process: true });
+  const metrics = createMetrics({
+    process: true,
+    onCollectError: (what, e) => log.warn("a metric could not be collected", { metric: what, cause: causeOf(e) }),
+  });
   let store: EventStore;
   try {
     store = await openStoreWhenReady(config, log, metrics, cancel);
@@ -275,6 +278,12 @@ function authenticated(router: ConnectRouter, log: Logger): ConnectRouter {
     service: (service, implementation, options) => router.service(service, implementation, { ...options, interceptors: [interceptor, ...(options?.interceptors ?? [])] }),
     rpc: (method, impl, options) => router.rpc(method, impl, { ...options, interceptors: [interceptor, ...(options?.interceptors ?? [])] }),
   };
+}
+
+/** The database's words under the store's error, for an operator's log. */
+function causeOf(e: unknown): string {
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e;
+  return cause instanceof Error ? cause.message : String(cause);
 }
 
 /** Startup was cancelled (a signal) while waiting for the database. */

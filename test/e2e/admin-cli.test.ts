@@ -145,6 +145,36 @@ test("export then import into an empty database reproduces the log: ids, streams
   expect(copy.map(essence)).toEqual(original.map(essence));
 });
 
+test("an import of large events splits its appends by bytes, under the server's max-append-bytes", async () => {
+  const big = new Uint8Array(60 * 1024).fill(97);
+  for (let i = 0; i < 3; i++) await client.append({ stream: "big-1", events: Array.from({ length: 100 }, () => ({ type: "Blob", contentType: "text/plain", payload: { case: "data" as const, value: big } })) });
+  const file = join(dir, "big.ndjson");
+  expect((await cli(["export", "--prefix", "big-", "--output", file, ...on(server)])).code).toBe(0);
+  const run = await cli(["import", file, ...on(empty)]);
+  expect(run).toMatchObject({ code: 0 });
+  expect(run.stderr).toContain("imported 300 events");
+  expect(JSON.parse((await cli(["streams", "info", "big-1", ...on(empty)])).stdout)).toMatchObject({ revision: "299" });
+});
+
+test("tail shows an event's control characters escaped, never raw to the terminal", async () => {
+  await client.append({ stream: "esc-1", events: [{ type: "Evil\u001b]0;pwned\u0007", payload: { case: "data", value: new TextEncoder().encode("a\u009bb") } }] });
+  const run = await cli(["tail", "esc-1", "--from", "start", "--count", "1", ...on(server)]);
+  expect(run.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  expect(run.stdout).toContain("Evil\\u001b]0;pwned\\u0007");
+});
+
+test("a token is not sent in clear text to another host; an output file that cannot be written is a usage error", async () => {
+  const plain = await cli(["streams", "ls", "--token", "secret", "--server", "http://192.0.2.1:50051"]);
+  expect(plain.code).toBe(2);
+  expect(plain.stderr).toContain("clear text");
+  const badUrl = await cli(["streams", "ls", "--server", "not a url"]);
+  expect(badUrl.code).toBe(2);
+  const badFile = await cli(["export", "--output", "/nonexistent-dir/x.ndjson", ...on(server)]);
+  expect(badFile.code).toBe(2);
+  expect(badFile.stderr).toContain("--output /nonexistent-dir/x.ndjson");
+  expect((await cli(["projections", "constructor", "x", ...on(server)])).code).toBe(2);
+});
+
 test("the token flag or EVENTSTORE_TOKEN authenticates; without one the server's refusal is the exit", async () => {
   const anonymous = await cli(["streams", "ls", ...on(guarded)]);
   expect(anonymous.code).toBe(1);

@@ -194,7 +194,8 @@ test("the lag of each durable subscription and projection, in positions and in s
   expect(head).toBeGreaterThan(2n);
   await clientA.commitCheckpoint({ subscriptionName: "ledger", position: 2n });
   await clientA.commitCheckpoint({ subscriptionName: "at-head", position: head! });
-  await a.store.projections.create({ name: "balances", initialState: new Uint8Array(), stateContentType: "application/json", status: "idle" });
+  await a.store.projections.create({ name: "balances", initialState: new Uint8Array(), stateContentType: "application/json", status: "running" });
+  await a.store.projections.create({ name: "parked", initialState: new Uint8Array(), stateContentType: "application/json", status: "idle" });
   await new Promise((r) => setTimeout(r, 20));
   const m = await metricsOf(a);
   expect(valueOf(m, "eventstore_consumer_lag_events", { kind: "subscription", name: "ledger" })).toBe(Number(head) - 2);
@@ -202,8 +203,21 @@ test("the lag of each durable subscription and projection, in positions and in s
   expect(valueOf(m, "eventstore_consumer_lag_events", { kind: "subscription", name: "at-head" })).toBe(0);
   expect(valueOf(m, "eventstore_consumer_lag_seconds", { kind: "subscription", name: "at-head" })).toBe(0);
   expect(valueOf(m, "eventstore_consumer_lag_events", { kind: "projection", name: "balances" })).toBe(Number(head));
+  // An idle projection is not meant to run: its lag would only raise alerts.
+  expect(valueOf(m, "eventstore_consumer_lag_events", { kind: "projection", name: "parked" })).toBeUndefined();
   // Every server reads them from the database alike.
   expect(valueOf(await metricsOf(b), "eventstore_consumer_lag_events", { kind: "subscription", name: "ledger" })).toBe(Number(head) - 2);
+});
+
+test("a lag query that fails leaves only the lag out of the scrape", async () => {
+  await admin`alter table eventstore.subscription_checkpoints rename to subscription_checkpoints_away`;
+  try {
+    const m = await metricsOf(a);
+    expect(valueOf(m, "eventstore_consumer_lag_events", { kind: "subscription", name: "ledger" })).toBeUndefined();
+    expect(valueOf(m, "eventstore_appends_total")).toBeGreaterThan(0);
+  } finally {
+    await admin`alter table eventstore.subscription_checkpoints_away rename to subscription_checkpoints`;
+  }
 });
 
 test("a lost LISTEN connection is counted as a reconnect, and wakes the feed", async () => {

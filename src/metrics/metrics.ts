@@ -56,6 +56,8 @@ export interface MetricSources {
   /** When (performance.now()) the last notification came, if one has. */
   lastNotificationAt?: () => number | undefined;
   openConnections?: () => number;
+  /** Each pool's operations holding a connection and waiting for one, now. */
+  pools?: Map<string, () => { inUse: number; waiting: number }>;
 }
 
 /** A durable subscription's or projection's distance from the head. */
@@ -147,8 +149,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     db: {
       poolSize: gauge("eventstore_db_pool_connections", "Connections of each pool (write, read)", ["pool"]),
-      inUse: gauge("eventstore_db_pool_in_use", "Store operations holding a connection of the pool", ["pool"]),
-      waiting: gauge("eventstore_db_pool_waiting", "Store operations waiting for a connection of the pool", ["pool"]),
+      inUse: gauge("eventstore_db_pool_in_use", "Store operations holding a connection of the pool", ["pool"], function () {
+        for (const [pool, read] of sources.pools ?? []) this.set({ pool }, read().inUse);
+      }),
+      waiting: gauge("eventstore_db_pool_waiting", "Store operations waiting for a connection of the pool (not those waiting for a scan slot)", ["pool"], function () {
+        for (const [pool, read] of sources.pools ?? []) this.set({ pool }, read().waiting);
+      }),
       operationDuration: histogram("eventstore_db_operation_duration_seconds", "Time of each store operation in the database, its wait for a connection included", QUERY_SECONDS, ["operation"]),
       statementTimeouts: counter("eventstore_db_statement_timeouts_total", "Statements ended by the statement timeout"),
     },

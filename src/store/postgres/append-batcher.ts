@@ -85,6 +85,8 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
 
   async function settle(batch: Waiting[]): Promise<void> {
     let outcomes: (AppendOutcome | Aborted)[];
+    // Retried alone, a batch is as many transactions as appends: each counts as a batch of one.
+    let oneTransaction = true;
     try {
       outcomes = await options.run(batch.map((w) => w.appends));
     } catch (e) {
@@ -94,6 +96,7 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
         return;
       }
       // Nothing of the batch was written: each goes again alone, unless its caller has gone.
+      oneTransaction = false;
       outcomes = [];
       for (const w of batch) outcomes.push(w.signal?.aborted ? new Aborted(w.signal.reason) : await alone(w));
     }
@@ -121,8 +124,18 @@ export function createAppendBatcher(options: AppendBatcherOptions) {
       m.committed.inc(committed);
       m.events.inc(events);
       m.bytes.inc(bytes);
-      m.batchAppends.observe(committed);
-      m.batchEvents.observe(events);
+      if (oneTransaction) {
+        m.batchAppends.observe(committed);
+        m.batchEvents.observe(events);
+      } else {
+        batch.forEach((w, i) => {
+          const outcome = outcomes[i];
+          if (Array.isArray(outcome) && !outcome.every((r) => r.replayed)) {
+            m.batchAppends.observe(1);
+            m.batchEvents.observe(w.events);
+          }
+        });
+      }
     }
     if (last > 0n) options.onCommit(last);
   }

@@ -80,9 +80,10 @@ export function createPostgresStore(options: PostgresStoreOptions): EventStore {
   const guard = <T>(work: () => T | Promise<T>, signal?: AbortSignal) => guardWith(work, { ...errors, signal });
   const metrics = options.metrics ?? createMetrics();
   const slow = { log: options.log, slowMs: options.slowQueryMs ?? 0 };
-  const writes = createPoolMeter(metrics, "write", options.poolSizes?.write ?? 1, slow);
+  const scansWaiting = () => page.scanSlots?.waiting ?? 0;
+  const writes = createPoolMeter(metrics, "write", options.poolSizes?.write ?? 1, slow, readSql === sql ? scansWaiting : undefined);
   // One pool (PGlite's single connection): both kinds of operation count against it.
-  const reads = readSql === sql ? writes : createPoolMeter(metrics, "read", options.poolSizes?.read ?? 1, slow);
+  const reads = readSql === sql ? writes : createPoolMeter(metrics, "read", options.poolSizes?.read ?? 1, slow, scansWaiting);
   const cancellation = (signal?: AbortSignal): Cancellation | undefined =>
     signal && { signal, cancelInFlight: options.cancelInFlight ?? true };
   // Validation runs inside the guard, so that bad input surfaces where the caller awaits. A

@@ -8,7 +8,8 @@ import { isStatementTimeout } from "./database-error";
  * them, or pipelines them behind a busy connection's statement). postgres.js keeps its
  * connections' states to itself, so the figures are the store's: an operation that holds one
  * connection at a time, timed from when it asks to when it has its rows (a read's wait for a
- * scan slot included), and a read counted page by page, not while its caller holds the pages.
+ * scan slot included in its time, not in the pool's waits), and a read counted page by page,
+ * not while its caller holds the pages.
  */
 export interface PoolMeter {
   run<T>(operation: string, work: () => Promise<T>): Promise<T>;
@@ -22,22 +23,24 @@ export interface SlowOperations {
   slowMs: number;
 }
 
-export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: number, slow: SlowOperations = { slowMs: 0 }): PoolMeter {
+/**
+ * `queued` counts the operations in flight that wait for something else than a connection
+ * (a scan slot): they hold none, and do not wait for one yet.
+ */
+export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: number, slow: SlowOperations = { slowMs: 0 }, queued: () => number = () => 0): PoolMeter {
   let inFlight = 0;
   metrics.db.poolSize.set({ pool }, size);
-  const inUse = metrics.db.inUse.labels({ pool });
-  const waiting = metrics.db.waiting.labels({ pool });
+  // Read when scraped: an operation counts nothing here but its own coming and going.
+  (metrics.sources.pools ??= new Map()).set(pool, () => {
+    const asking = Math.max(0, inFlight - queued());
+    return { inUse: Math.min(asking, size), waiting: Math.max(0, asking - size) };
+  });
   const durations = new Map<string, ReturnType<Metrics["db"]["operationDuration"]["labels"]>>();
-  const show = () => {
-    inUse.set(Math.min(inFlight, size));
-    waiting.set(Math.max(0, inFlight - size));
-  };
   async function run<T>(operation: string, work: () => Promise<T>): Promise<T> {
     let duration = durations.get(operation);
     if (!duration) durations.set(operation, (duration = metrics.db.operationDuration.labels({ operation })));
     const start = performance.now();
     inFlight++;
-    show();
     try {
       return await work();
     } catch (e) {
@@ -45,7 +48,6 @@ export function createPoolMeter(metrics: Metrics, pool: "write" | "read", size: 
       throw e;
     } finally {
       inFlight--;
-      show();
       const ms = performance.now() - start;
       duration.observe(ms / 1000);
       if (slow.slowMs > 0 && ms > slow.slowMs) slow.log?.warn("slow database operation", { operation, pool, ms: Math.round(ms), slowQueryMs: slow.slowMs });

@@ -6,10 +6,10 @@ import { CALL_RECORD, type CallRecord } from "../api/call-record";
 import type { Logger } from "../domain";
 import type { Metrics } from "../metrics";
 import type { RequestHandler } from "./listen";
+import { onResponseHeaders, type Headers } from "./response-headers";
 
 type Request = Parameters<RequestHandler>[0];
 type Response = Parameters<RequestHandler>[1];
-type Headers = Record<string, string | string[] | number | undefined>;
 /** unary, server_streaming, ... */
 export type MethodKind = DescMethod["methodKind"];
 
@@ -63,18 +63,13 @@ export function createCallObserver(options: CallObserverOptions): CallObserver {
       records.set(req, record);
       const requestId = requestIdOf(req.headers["x-request-id"]);
       res.setHeader("x-request-id", requestId);
+      // A trailer's status is the call's; a header's only when it is trailers-only.
       let grpcStatus: string | undefined;
-      const writeHead = res.writeHead;
-      const addTrailers = res.addTrailers;
-      res.writeHead = function (this: Response, status: number, ...rest: unknown[]) {
-        const headers = rest[rest.length - 1];
-        if (headers && typeof headers === "object" && !Array.isArray(headers)) grpcStatus ??= statusOf(headers as Headers);
-        return (writeHead as (...a: unknown[]) => Response).call(this, status, ...rest);
-      } as typeof res.writeHead;
-      res.addTrailers = function (this: Response, headers: Headers) {
-        grpcStatus = statusOf(headers) ?? grpcStatus;
-        return (addTrailers as (h: Headers) => void).call(this, headers);
-      } as typeof res.addTrailers;
+      onResponseHeaders(res, (headers, trailers) => {
+        const status = statusOf(headers);
+        if (trailers) grpcStatus = status ?? grpcStatus;
+        else grpcStatus ??= status;
+      });
       res.once("close", () => {
         const path = (req.url ?? "").split("?")[0];
         const kind = methods().get(path);
@@ -165,6 +160,7 @@ function finished(res: Response): boolean {
   return "stream" in res ? !(res as Http2ServerResponse).stream.rstCode && res.writableFinished : res.writableFinished;
 }
 
+// gRPC's own spellings (CANCELLED): connect-es's codeToString says "canceled".
 const NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
   "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
 

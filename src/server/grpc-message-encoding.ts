@@ -1,6 +1,5 @@
 import type { RequestHandler } from "./listen";
-
-type Headers = Record<string, string | string[] | number | undefined>;
+import { onResponseHeaders, type Headers } from "./response-headers";
 
 /**
  * Corrects two things of connect-es's gRPC answers, as they are written.
@@ -18,17 +17,7 @@ type Headers = Record<string, string | string[] | number | undefined>;
  */
 export function withSpecGrpcMessage(handler: RequestHandler): RequestHandler {
   return (req, res) => {
-    const writeHead = res.writeHead;
-    const addTrailers = res.addTrailers;
-    res.writeHead = function (this: typeof res, status: number, ...rest: unknown[]) {
-      const last = rest[rest.length - 1];
-      if (last && typeof last === "object" && !Array.isArray(last)) fix(last as Headers);
-      return (writeHead as (...a: unknown[]) => typeof res).call(this, status, ...rest);
-    } as typeof res.writeHead;
-    res.addTrailers = function (this: typeof res, headers: Headers) {
-      fix(headers);
-      return (addTrailers as (h: Headers) => void).call(this, headers);
-    } as typeof res.addTrailers;
+    onResponseHeaders(res, fix);
     handler(req, res);
   };
 }
